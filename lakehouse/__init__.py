@@ -1,0 +1,3 @@
+"""payments-lakehouse: payments OLTP -> CDC -> Kafka -> Spark/Delta (bronze, silver, gold) -> features and fraud models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Bronze: raw, append-only ingestion from Kafka (issue 4)."""

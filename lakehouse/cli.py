@@ -1,0 +1,230 @@
+"""The `lakehouse` command line: stack, sql, run, demo, config, jobs.
+
+Spark and the services are imported only by the verbs that need them, so `--help` and
+`stack status` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import decimal
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lakehouse.common.config import ConfigError, Settings, load_settings, parse_overrides
+from lakehouse.common.jobs import JOBS, add_common_options
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.env, parse_overrides(args.set))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return str(value)  # exact: never through a float
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    return str(value)
+
+
+# --- stack -------------------------------------------------------------------------------------
+def cmd_stack(args: argparse.Namespace) -> int:
+    from lakehouse.stack import stack  # noqa: PLC0415
+
+    settings = _settings(args)
+    if args.action == "up":
+        stack.up(settings, only=args.only)
+        print(_status_table(stack.status(settings)))
+        return 0
+    if args.action == "down":
+        stack.down(settings, purge=args.purge)
+        return 0
+    rows = stack.status(settings)
+    if args.json:
+        print(json.dumps({"env": settings.env, "state_dir": str(settings.state_dir), "services": rows}, indent=2))
+    else:
+        print(_status_table(rows))
+    return 0 if all(r["healthy"] for r in rows) else 1
+
+
+def _status_table(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'service':<9} {'host':<10} {'port':>6} {'pid':>8}  {'health':<9} detail"]
+    for r in rows:
+        health = "healthy" if r["healthy"] else "DOWN"
+        lines.append(f"{r['service']:<9} {r['host']:<10} {r['port']:>6} {r['pid'] or '-':>8}  {health:<9} {r['detail']}")
+    return "\n".join(lines)
+
+
+# --- sql ---------------------------------------------------------------------------------------
+def cmd_sql(args: argparse.Namespace) -> int:
+    from lakehouse.common.spark import get_spark  # noqa: PLC0415
+
+    settings = _settings(args)
+    spark = get_spark(settings, app_name="lakehouse-sql")
+    df = spark.sql(args.statement)
+    rows = df.limit(args.max_rows + 1).collect() if not args.json else df.collect()
+    columns = df.columns
+    if args.json:
+        print(json.dumps([r.asDict(recursive=True) for r in rows], default=_json_default))
+        return 0
+    print(format_table(columns, [[r[c] for c in columns] for r in rows[: args.max_rows]]))
+    if len(rows) > args.max_rows:
+        print(f"(only the first {args.max_rows} rows shown; use --max-rows or --json)")
+    return 0
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table; NULL for None, exact decimals."""
+    cells = [[("NULL" if v is None else _json_default(v) if not isinstance(v, (str, int, float, bool)) else str(v))
+              for v in row] for row in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    rule = "+".join("-" * (w + 2) for w in widths)
+    out = [" | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)), rule]
+    out += [" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    out.append(f"({len(cells)} row{'s' if len(cells) != 1 else ''})")
+    return "\n".join(out)
+
+
+# --- run ---------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
+    from lakehouse.common.jobs import run_job  # noqa: PLC0415
+
+    passthrough = ([f"--env={args.env}"] if args.env else []) + [f"--set={s}" for s in args.set]
+    passthrough += ["--once"] if args.once else []
+    return run_job(args.job, passthrough + rest)
+
+
+# --- demo --------------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lakehouse.common.spark import get_spark  # noqa: PLC0415
+    from lakehouse.common.tables import read_table  # noqa: PLC0415
+    from lakehouse.ops.selfcheck import run_selfcheck  # noqa: PLC0415
+    from lakehouse.ops.tables import JOB_RUNS, SELFCHECK  # noqa: PLC0415
+    from lakehouse.stack import stack  # noqa: PLC0415
+
+    settings = _settings(args)
+    timings: dict[str, float] = {}
+    print("== 1/3 local services", flush=True)
+    t0 = time.monotonic()
+    stack.up(settings)
+    timings["stack_up_s"] = time.monotonic() - t0
+    services = stack.status(settings)
+
+    print("== 2/3 Spark + Delta: write a table, read it back by name", flush=True)
+    t0 = time.monotonic()
+    spark = get_spark(settings, app_name="lakehouse-demo")
+    timings["spark_start_s"] = time.monotonic() - t0
+    from lakehouse.common.jobs import record_run  # noqa: PLC0415
+
+    t0 = time.monotonic()
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    run_id = f"demo-{int(time.time())}"
+    result = run_selfcheck(spark, settings, run_id=run_id, rows=args.rows, seed=args.seed)
+    record_run(spark, settings, run_id, "demo", started, "succeeded" if result.ok else "failed", result.rows,
+               dataclasses.asdict(result))
+    timings["selfcheck_s"] = time.monotonic() - t0
+
+    print("== 3/3 summary", flush=True)
+    print(_status_table(services))
+    runs = read_table(spark, JOB_RUNS.full_name).count()
+    total = read_table(spark, SELFCHECK.full_name).count()
+    print(format_table(
+        ["check", "value"],
+        [["Delta table", f"{SELFCHECK.full_name} at {settings.lakehouse_dir}/ops/selfcheck"],
+         ["rows written / read back", f"{result.rows} / {result.expected_rows} expected"],
+         ["sum(amount_minor)", f"{result.sum_minor} / {result.expected_sum_minor} expected"],
+         ["rows in table (all runs)", total],
+         ["job runs recorded", f"{runs} in {JOB_RUNS.full_name}"],
+         ["stack up", f"{timings['stack_up_s']:.1f}s"],
+         ["Spark session start", f"{timings['spark_start_s']:.1f}s"],
+         ["self-check", f"{timings['selfcheck_s']:.1f}s"],
+         ["result", "OK" if result.ok and all(s["healthy"] for s in services) else "FAILED"]]))
+    print(f"\nTry: lakehouse sql \"SELECT job, status, rows_written, started_at FROM {JOB_RUNS.full_name} "
+          "ORDER BY started_at DESC LIMIT 5\"\nStop the services: lakehouse stack down")
+    return 0 if result.ok else 1
+
+
+# --- config / jobs ------------------------------------------------------------------------------
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    doc = dataclasses.asdict(settings)
+    doc["spark"]["extra"] = dict(settings.spark.extra)
+    doc["derived"] = {"state_dir": str(settings.state_dir), "jar_dir": str(settings.jar_dir),
+                      "lakehouse_dir": settings.lakehouse_dir, "checkpoint_dir": settings.checkpoint_dir}
+    print(json.dumps(doc, indent=2, default=str))
+    return 0
+
+
+def cmd_jobs(_: argparse.Namespace) -> int:
+    for job in JOBS.values():
+        print(f"{job.name:<14} {job.help}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lakehouse", description="payments-lakehouse command line")
+    add_common_options(parser)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stack", help="start, stop and inspect the local services")
+    ssub = p.add_subparsers(dest="action", required=True)
+    up = ssub.add_parser("up", help="start PostgreSQL, Redis, Kafka and Kafka Connect; wait until healthy")
+    up.add_argument("--only", action="append", choices=["postgres", "redis", "kafka", "connect"],
+                    help="start only these services (repeatable)")
+    down = ssub.add_parser("down", help="stop the services, keeping their data")
+    down.add_argument("--purge", action="store_true", help="also delete the services' data and the lakehouse")
+    st = ssub.add_parser("status", help="each service's host, port, health and connection settings")
+    st.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stack)
+
+    p = sub.add_parser("sql", help="run Spark SQL on the lakehouse catalog (bronze.*, silver.*, gold.*, ops.*)")
+    p.add_argument("statement")
+    p.add_argument("--json", action="store_true", help="print all rows as a JSON array")
+    p.add_argument("--max-rows", type=int, default=100, help="rows shown in table output (default 100)")
+    p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("run", help="run a pipeline job (see `lakehouse jobs`); extra options go to the job")
+    p.add_argument("job", choices=sorted(JOBS))
+    p.add_argument("--once", action="store_true", help="process what is available and stop (availableNow)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="everything end to end on this machine, then a summary")
+    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("config", help="print the resolved configuration")
+    p.set_defaults(func=cmd_config)
+    p = sub.add_parser("jobs", help="list the jobs `lakehouse run` knows")
+    p.set_defaults(func=cmd_jobs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    from lakehouse.stack.process import ServiceError  # noqa: PLC0415
+
+    try:
+        if args.command == "run":
+            return int(cmd_run(args, rest))
+        return int(args.func(args))
+    except ConfigError as e:
+        print(f"error: configuration: {e}", file=sys.stderr)
+        return 2
+    except ServiceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Shared runtime: the config loader, the Spark session factory, the table registry, job plumbing."""

@@ -1,0 +1,303 @@
+"""The one config loader.
+
+`conf/base.yaml` is merged with `conf/<env>.yaml`, then with environment variables named
+`LAKEHOUSE__<SECTION>__<KEY>` (values parsed as YAML scalars), then with explicit overrides
+(`--set spark.master=local[2]`). The result is validated into a frozen `Settings` object: an unknown
+key, a wrong type or a bad value raises `ConfigError` naming the key, at start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "LAKEHOUSE__"
+ENVIRONMENTS = ("local", "test", "cluster")
+_SIZE = re.compile(r"^\d+[kmg]b?$", re.IGNORECASE)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid; the message names the key."""
+
+
+def project_root() -> Path:
+    """The repository root (`LAKEHOUSE_HOME` when set, else the directory above the package)."""
+    home = os.environ.get("LAKEHOUSE_HOME")
+    return Path(home).resolve() if home else Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    state_dir: str
+    jar_dir: str
+    lakehouse_dir: str = ""
+    checkpoint_dir: str = ""
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str
+    app_name: str
+    driver_memory: str
+    shuffle_partitions: int
+    ansi: bool
+    ui_enabled: bool
+    ui_port: int
+    log_level: str
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    port: int
+    database: str
+    user: str
+    password_env: str
+    os_user: str
+    max_connections: int
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    port: int
+    controller_port: int
+    heap: str
+    num_partitions: int
+    log_retention_hours: int
+
+
+@dataclass(frozen=True)
+class ConnectConfig:
+    port: int
+    heap: str
+    group_id: str
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    port: int
+    maxmemory: str
+
+
+@dataclass(frozen=True)
+class ServicesConfig:
+    host: str
+    start_timeout_s: int
+    postgres: PostgresConfig
+    kafka: KafkaConfig
+    connect: ConnectConfig
+    redis: RedisConfig
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated, immutable configuration of one environment."""
+
+    env: str
+    paths: PathsConfig
+    spark: SparkConfig
+    services: ServicesConfig
+
+    # Derived locations: absolute, so that any process (or executor) resolves the same place.
+    @property
+    def state_dir(self) -> Path:
+        return _absolute(self.paths.state_dir)
+
+    @property
+    def jar_dir(self) -> Path:
+        return _absolute(self.paths.jar_dir)
+
+    @property
+    def lakehouse_dir(self) -> str:
+        """Root of the Delta tables: a local path or a URI (s3a://, hdfs://, abfss://)."""
+        if self.paths.lakehouse_dir:
+            return _uri_or_absolute(self.paths.lakehouse_dir)
+        return str(self.state_dir / "lakehouse")
+
+    @property
+    def checkpoint_dir(self) -> str:
+        if self.paths.checkpoint_dir:
+            return _uri_or_absolute(self.paths.checkpoint_dir)
+        return f"{self.lakehouse_dir.rstrip('/')}/_checkpoints"
+
+    def service_ports(self) -> dict[str, int]:
+        """Every port the local stack binds, keyed by its config key."""
+        s = self.services
+        return {
+            "services.postgres.port": s.postgres.port,
+            "services.kafka.port": s.kafka.port,
+            "services.kafka.controller_port": s.kafka.controller_port,
+            "services.connect.port": s.connect.port,
+            "services.redis.port": s.redis.port,
+        }
+
+
+def _absolute(path: str) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else (project_root() / p).resolve()
+
+
+def _uri_or_absolute(path: str) -> str:
+    return path if "://" in path else str(_absolute(path))
+
+
+def load_settings(env: str | None = None, overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None, conf_dir: Path | None = None) -> Settings:
+    """Loads and validates the settings of `env` (default: `LAKEHOUSE_ENV`, else `local`).
+
+    `overrides` maps dotted keys to values (`{"spark.master": "local[2]"}`) and wins over
+    everything; `environ` defaults to `os.environ`.
+    """
+    environ = os.environ if environ is None else environ
+    env = env or environ.get("LAKEHOUSE_ENV", "local")
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"env: unknown environment {env!r}; expected one of {', '.join(ENVIRONMENTS)}")
+    conf_dir = conf_dir or project_root() / "conf"
+    merged = _read_yaml(conf_dir / "base.yaml")
+    _deep_merge(merged, _read_yaml(conf_dir / f"{env}.yaml"), origin=f"conf/{env}.yaml")
+    for name, raw in sorted(environ.items()):
+        if name.startswith(ENV_PREFIX):
+            dotted = ".".join(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+            _set_dotted(merged, dotted, _parse_scalar(raw), origin=f"environment variable {name}")
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(merged, dotted, _parse_scalar(value) if isinstance(value, str) else value,
+                    origin="override")
+    merged["env"] = env
+    settings = _build(Settings, merged, "")
+    _validate(settings)
+    return settings
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
+    """`["spark.master=local[2]"]` -> `{"spark.master": "local[2]"}` (for `--set` options)."""
+    result: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {pair!r}: expected key=value, e.g. spark.master=local[2]")
+        result[key.strip()] = value
+    return result
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping")
+    return data
+
+
+def _parse_scalar(raw: str) -> Any:
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    return raw if isinstance(value, (dict, list)) or value is None and raw.strip() else value
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any], origin: str, prefix: str = "") -> None:
+    for key, value in extra.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict) and key != "extra":
+            _deep_merge(base[key], value, origin, f"{dotted}.")
+        elif isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any, origin: str) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None and parts[i] == "extra":
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: unknown key (from {origin})")
+        node = child
+        if part == "extra":  # spark.extra.<spark key with dots>
+            node[".".join(parts[i + 1:])] = value
+            return
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        if name not in data:
+            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                continue
+            raise ConfigError(f"{key}: missing")
+        values[name] = _coerce(hints[name], data[name], key)
+    return cls(**values)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, f"{key}.")
+    origin = typing.get_origin(tp)
+    if origin in (Mapping, dict) or tp is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return types.MappingProxyType({str(k): str(v) for k, v in value.items()})
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return "" if value is None else str(value)
+    raise ConfigError(f"{key}: unsupported type {tp}")  # pragma: no cover - a bug in this module
+
+
+def _validate(s: Settings) -> None:
+    ports = s.service_ports()
+    for key, port in ports.items():
+        if not 1024 <= port <= 65535:
+            raise ConfigError(f"{key}: port {port} must be between 1024 and 65535")
+    seen: dict[int, str] = {}
+    for key, port in ports.items():
+        if port in seen:
+            raise ConfigError(f"{key}: port {port} is also used by {seen[port]}")
+        seen[port] = key
+    if s.spark.shuffle_partitions < 1:
+        raise ConfigError(f"spark.shuffle_partitions: must be >= 1, got {s.spark.shuffle_partitions}")
+    if s.spark.master and not re.match(r"^(local(\[(\*|\d+)(,\d+)?\])?|local-cluster\[\d+,\d+,\d+\]|"
+                                       r"spark://.+|yarn|k8s://.+|mesos://.+)$", s.spark.master):
+        raise ConfigError(f"spark.master: {s.spark.master!r} is not a Spark master URL")
+    for key, size in (("spark.driver_memory", s.spark.driver_memory), ("services.kafka.heap", s.services.kafka.heap),
+                      ("services.connect.heap", s.services.connect.heap),
+                      ("services.redis.maxmemory", s.services.redis.maxmemory)):
+        if size and not _SIZE.match(size):
+            raise ConfigError(f"{key}: {size!r} is not a size like 512m or 2g")
+    if s.spark.log_level.upper() not in {"ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF", "TRACE"}:
+        raise ConfigError(f"spark.log_level: {s.spark.log_level!r} is not a log4j level")
+    if s.env == "cluster" and not s.paths.lakehouse_dir:
+        raise ConfigError("paths.lakehouse_dir: must be set for env 'cluster' (storage every executor reaches, "
+                          "e.g. s3a://bucket/lakehouse); set LAKEHOUSE__PATHS__LAKEHOUSE_DIR")
+    if s.services.start_timeout_s < 1:
+        raise ConfigError("services.start_timeout_s: must be >= 1")

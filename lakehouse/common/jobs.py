@@ -1,0 +1,124 @@
+"""Job plumbing shared by `jobs/*.py` (spark-submit entry points) and `lakehouse run <job>`.
+
+A job is a function `(spark, settings, args) -> JobOutcome` from a layer module. `run_job` parses
+the common options (`--env`, `--set key=value`, `--once`), loads the settings, builds the session
+with the one factory, runs the job and records the run in `ops.job_runs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import logging
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from lakehouse.common.config import ConfigError, Settings, load_settings, parse_overrides
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    rows_written: int
+    summary: dict[str, Any] = field(default_factory=dict)
+    ok: bool = True
+
+
+JobFn = Callable[[SparkSession, Settings, argparse.Namespace], JobOutcome]
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    help: str
+    target: str  # "module:function" of the JobFn, imported only when the job runs
+    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+
+    def function(self) -> JobFn:
+        module, _, attr = self.target.partition(":")
+        fn: JobFn = getattr(importlib.import_module(module), attr)
+        return fn
+
+
+def _selfcheck_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rows", type=int, default=100_000, help="rows to write and verify (default 100000)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the deterministic rows (default 42)")
+
+
+JOBS: dict[str, Job] = {
+    job.name: job
+    for job in [
+        Job("selfcheck", "write a deterministic batch to Delta, read it back by name, verify it",
+            "lakehouse.ops.jobs:selfcheck_job", _selfcheck_args),
+    ]
+}
+
+
+def job_parser(job: Job) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"jobs/{job.name}.py", description=job.help)
+    add_common_options(parser)
+    parser.add_argument("--once", action="store_true",
+                        help="process what is available and stop (availableNow) instead of running continuously")
+    job.add_arguments(parser)
+    return parser
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", default=None, help="configuration environment: local, test or cluster "
+                                                    "(default: $LAKEHOUSE_ENV or local)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. --set spark.shuffle_partitions=8 (repeatable)")
+
+
+def record_run(spark: SparkSession, settings: Settings, run_id: str, job: str, started: dt.datetime,
+               status: str, rows: int, detail: dict[str, Any]) -> None:
+    """Appends one row to ops.job_runs."""
+    from lakehouse.common.tables import append  # noqa: PLC0415
+    from lakehouse.ops.tables import JOB_RUNS  # noqa: PLC0415
+
+    row = (run_id, job, settings.env, spark.sparkContext.master, started,
+           dt.datetime.now(dt.UTC).replace(tzinfo=None), status, rows, json.dumps(detail, default=str))
+    append(spark.createDataFrame([row], JOB_RUNS.schema), settings, JOB_RUNS)
+
+
+def run_job(name: str, argv: list[str] | None = None) -> int:
+    """Entry point of `jobs/<name>.py` and `lakehouse run <name>`; returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    job = JOBS.get(name)
+    if job is None:
+        print(f"error: unknown job {name!r}; known jobs: {', '.join(sorted(JOBS))}", file=sys.stderr)
+        return 2
+    args = job_parser(job).parse_args(argv)
+    try:
+        settings = load_settings(args.env, parse_overrides(args.set))
+    except ConfigError as e:
+        print(f"error: configuration: {e}", file=sys.stderr)
+        return 2
+    from lakehouse.common.spark import get_spark  # noqa: PLC0415 - keeps `--help` fast
+
+    run_id = uuid.uuid4().hex[:12]
+    spark = get_spark(settings, app_name=f"lakehouse-{name}")
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    t0 = time.monotonic()
+    try:
+        outcome = job.function()(spark, settings, argparse.Namespace(**vars(args), run_id=run_id))
+    except Exception as e:
+        record_run(spark, settings, run_id, name, started, "failed", 0, {"error": repr(e)})
+        traceback.print_exc()
+        print(f"error: job {name} failed (run {run_id}): {e}", file=sys.stderr)
+        return 1
+    summary = {"job": name, "run_id": run_id, "env": settings.env, "master": spark.sparkContext.master,
+               "seconds": round(time.monotonic() - t0, 2), "rows_written": outcome.rows_written,
+               **outcome.summary, "ok": outcome.ok}
+    record_run(spark, settings, run_id, name, started, "succeeded" if outcome.ok else "failed",
+               outcome.rows_written, summary)
+    print(json.dumps(summary, default=str))
+    return 0 if outcome.ok else 1

@@ -1,0 +1,92 @@
+"""The one Spark session factory, used by jobs, the CLI, notebooks and tests.
+
+Library code never builds a session: it takes `spark` or calls `active_spark()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from lakehouse.common.config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+
+def spark_jars(settings: Settings) -> list[Path]:
+    """The cached jars every session loads (Delta, spark-sql-kafka, JDBC); resolved by `make setup`."""
+    jar_dir = settings.jar_dir / "spark"
+    jars = sorted(jar_dir.glob("*.jar"))
+    if not any(j.name.startswith("delta-spark_") for j in jars):
+        raise ConfigError(f"paths.jar_dir: no Delta jars under {jar_dir}; run `make setup` to resolve them")
+    return jars
+
+
+def spark_conf(settings: Settings, app_name: str | None = None) -> dict[str, str]:
+    """Every Spark setting the factory applies, as a plain mapping (also written to docs and tests)."""
+    sc = settings.spark
+    conf = {
+        "spark.app.name": app_name or sc.app_name,
+        "spark.jars": ",".join(str(j) for j in spark_jars(settings)),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.sql.ansi.enabled": str(sc.ansi).lower(),
+        "spark.sql.shuffle.partitions": str(sc.shuffle_partitions),
+        "spark.default.parallelism": str(max(2, sc.shuffle_partitions)),
+        "spark.sql.warehouse.dir": f"{settings.lakehouse_dir.rstrip('/')}/_warehouse",
+        "spark.sql.streaming.checkpointLocation": settings.checkpoint_dir,
+        "spark.ui.enabled": str(sc.ui_enabled).lower(),
+        "spark.ui.port": str(sc.ui_port),
+        "spark.ui.showConsoleProgress": "false",
+        # Delta defaults for a payments lakehouse: no silent schema widening, safe vacuum.
+        "spark.databricks.delta.retentionDurationCheck.enabled": "true",
+        "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",
+    }
+    if sc.master:
+        conf["spark.master"] = sc.master
+    if sc.driver_memory:
+        conf["spark.driver.memory"] = sc.driver_memory
+    conf.update(sc.extra)
+    return conf
+
+
+def get_spark(settings: Settings, app_name: str | None = None) -> SparkSession:
+    """Returns the process's Spark session, building it from `settings` the first time.
+
+    Under `spark-submit` the launcher's master wins when `spark.master` is empty in conf
+    (the `cluster` environment). The table registry's catalog (`bronze.*`, `silver.*`, `gold.*`,
+    `ops.*`) is attached, so tables written by other processes resolve by name.
+    """
+    existing = SparkSession.getActiveSession()
+    if existing is not None:
+        return existing
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    started = time.monotonic()
+    builder = SparkSession.builder
+    for key, value in spark_conf(settings, app_name).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings.spark.log_level.upper())
+    from lakehouse.common.tables import attach_catalog  # noqa: PLC0415 - avoids an import cycle
+
+    attach_catalog(spark, settings)
+    log.info("spark session %s on %s in %.1fs", spark.sparkContext.appName, spark.sparkContext.master,
+             time.monotonic() - started)
+    return spark
+
+
+def active_spark() -> SparkSession:
+    """The session an entry point built; library functions use this instead of building one."""
+    spark = SparkSession.getActiveSession()
+    if spark is None:
+        raise RuntimeError("no active Spark session: build one with lakehouse.common.spark.get_spark(settings)")
+    return spark

@@ -1,0 +1,147 @@
+"""The one table registry: every lakehouse table's name, path, schema, partitioning and properties.
+
+Each layer declares its tables as `TableSpec` constants in its own `tables.py` and registers them
+here. Paths are `<lakehouse_dir>/<layer>/<name>`, so every process (a job, `lakehouse sql`, a
+notebook, an executor) finds a table from its name alone. Spark's catalog is in-memory per
+process; `attach_catalog` re-creates the `bronze` / `silver` / `gold` / `ops` databases and an
+external entry for every Delta table found on storage, registered or not, at session start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+
+from lakehouse.common.config import Settings
+
+log = logging.getLogger(__name__)
+
+LAYERS = ("bronze", "silver", "gold", "ops")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A lakehouse table: `layer.name`, its schema and physical design."""
+
+    layer: str
+    name: str
+    schema: StructType
+    comment: str
+    partition_by: tuple[str, ...] = ()
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.layer not in LAYERS:
+            raise ValueError(f"table {self.name}: unknown layer {self.layer!r}; expected one of {LAYERS}")
+        missing = [c for c in self.partition_by if c not in self.schema.fieldNames()]
+        if missing:
+            raise ValueError(f"table {self.full_name}: partition columns {missing} are not in its schema")
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+
+_REGISTRY: dict[str, TableSpec] = {}
+
+
+def register(*specs: TableSpec) -> None:
+    """Adds table specs to the registry; a second spec under the same name is a bug."""
+    for spec in specs:
+        known = _REGISTRY.get(spec.full_name)
+        if known is not None and known != spec:
+            raise ValueError(f"table {spec.full_name} is registered twice with different specs")
+        _REGISTRY[spec.full_name] = spec
+
+
+def _load_layers() -> None:
+    # Importing a layer's `tables` module registers its specs.
+    import lakehouse.ops.tables  # noqa: F401, PLC0415
+
+
+def spec(full_name: str) -> TableSpec:
+    """The registered spec of `layer.name`."""
+    _load_layers()
+    try:
+        return _REGISTRY[full_name]
+    except KeyError:
+        raise KeyError(f"unknown table {full_name!r}; registered: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def registered() -> list[TableSpec]:
+    _load_layers()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def table_path(settings: Settings, full_name: str) -> str:
+    """Storage location of `layer.name` (registered or not)."""
+    layer, _, name = full_name.partition(".")
+    if layer not in LAYERS or not name:
+        raise ValueError(f"table name {full_name!r} must look like <layer>.<name> with layer in {LAYERS}")
+    return f"{settings.lakehouse_dir.rstrip('/')}/{layer}/{name}"
+
+
+def ensure_table(spark: SparkSession, settings: Settings, table: TableSpec) -> None:
+    """Creates the Delta table (schema, partitioning, properties, comment) when it does not exist."""
+    builder = (DeltaTable.createIfNotExists(spark).tableName(table.full_name)
+               .location(table_path(settings, table.full_name)).addColumns(table.schema)
+               .comment(table.comment))
+    if table.partition_by:
+        builder = builder.partitionedBy(*table.partition_by)
+    for key, value in table.properties.items():
+        builder = builder.property(key, value)
+    builder.execute()
+
+
+def read_table(spark: SparkSession, full_name: str) -> DataFrame:
+    """Reads `layer.name` through the catalog."""
+    return spark.read.table(full_name)
+
+
+def append(df: DataFrame, settings: Settings, table: TableSpec) -> None:
+    """Appends `df` to `table`, creating it first; the schema must match the spec exactly."""
+    if df.schema != table.schema:
+        raise ValueError(f"{table.full_name}: DataFrame schema {df.schema.simpleString()} differs from "
+                         f"the registered schema {table.schema.simpleString()}")
+    ensure_table(df.sparkSession, settings, table)
+    df.write.format("delta").mode("append").saveAsTable(table.full_name)
+
+
+def _delta_tables_on_storage(settings: Settings, layers: Iterable[str]) -> list[str]:
+    root = settings.lakehouse_dir
+    if "://" in root:  # remote storage: only what the registry knows
+        return []
+    found = []
+    for layer in layers:
+        layer_dir = Path(root) / layer
+        if layer_dir.is_dir():
+            found += [f"{layer}.{d.name}" for d in sorted(layer_dir.iterdir()) if (d / "_delta_log").is_dir()]
+    return found
+
+
+def attach_catalog(spark: SparkSession, settings: Settings) -> list[str]:
+    """Registers the layer databases and every existing Delta table in this session's catalog.
+
+    Returns the names attached. Cheap when nothing exists yet; one Delta log read per table.
+    """
+    root = settings.lakehouse_dir.rstrip("/")
+    for layer in LAYERS:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer} LOCATION '{root}/{layer}'")
+    names = set(_delta_tables_on_storage(settings, LAYERS))
+    if "://" in root:
+        names |= {t.full_name for t in registered()}
+    attached = []
+    for name in sorted(names):
+        path = table_path(settings, name)
+        if not DeltaTable.isDeltaTable(spark, path):
+            continue
+        spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{path}'")
+        attached.append(name)
+    log.debug("attached %d tables: %s", len(attached), attached)
+    return attached

@@ -1,0 +1,1 @@
+"""Gold: star schema facts and dimensions, incremental aggregates (issue 6)."""

@@ -1,0 +1,1 @@
+"""The local service stack: private PostgreSQL, Kafka (KRaft), Kafka Connect + Debezium and Redis."""
