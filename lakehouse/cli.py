@@ -85,7 +85,7 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[("NULL" if v is None else _json_default(v) if not isinstance(v, (str, int, float, bool)) else str(v))
               for v in row] for row in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    rule = "+".join("-" * (w + 2) for w in widths)
+    rule = "-+-".join("-" * w for w in widths)
     out = [" | ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)), rule]
     out += [" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     out.append(f"({len(cells)} row{'s' if len(cells) != 1 else ''})")

@@ -46,9 +46,10 @@ def spark_conf(settings: Settings, app_name: str | None = None) -> dict[str, str
         "spark.ui.enabled": str(sc.ui_enabled).lower(),
         "spark.ui.port": str(sc.ui_port),
         "spark.ui.showConsoleProgress": "false",
-        # Delta defaults for a payments lakehouse: no silent schema widening, safe vacuum.
+        # VACUUM refuses retention shorter than the safe default (7 days) unless explicitly overridden.
         "spark.databricks.delta.retentionDurationCheck.enabled": "true",
-        "spark.databricks.delta.properties.defaults.enableChangeDataFeed": "false",
+        # Delta replays its log with 50 partitions by default: 50 tiny tasks per table on 2 cores.
+        "spark.databricks.delta.snapshotPartitions": str(sc.shuffle_partitions),
     }
     if sc.master:
         conf["spark.master"] = sc.master

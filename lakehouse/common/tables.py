@@ -105,8 +105,11 @@ def read_table(spark: SparkSession, full_name: str) -> DataFrame:
 
 
 def append(df: DataFrame, settings: Settings, table: TableSpec) -> None:
-    """Appends `df` to `table`, creating it first; the schema must match the spec exactly."""
-    if df.schema != table.schema:
+    """Appends `df` to `table`, creating it first.
+
+    Column names and types must match the spec exactly; NOT NULL columns are enforced by Delta.
+    """
+    if df.schema.simpleString() != table.schema.simpleString():
         raise ValueError(f"{table.full_name}: DataFrame schema {df.schema.simpleString()} differs from "
                          f"the registered schema {table.schema.simpleString()}")
     ensure_table(df.sparkSession, settings, table)
@@ -115,8 +118,6 @@ def append(df: DataFrame, settings: Settings, table: TableSpec) -> None:
 
 def _delta_tables_on_storage(settings: Settings, layers: Iterable[str]) -> list[str]:
     root = settings.lakehouse_dir
-    if "://" in root:  # remote storage: only what the registry knows
-        return []
     found = []
     for layer in layers:
         layer_dir = Path(root) / layer
@@ -133,14 +134,13 @@ def attach_catalog(spark: SparkSession, settings: Settings) -> list[str]:
     root = settings.lakehouse_dir.rstrip("/")
     for layer in LAYERS:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {layer} LOCATION '{root}/{layer}'")
-    names = set(_delta_tables_on_storage(settings, LAYERS))
-    if "://" in root:
-        names |= {t.full_name for t in registered()}
+    if "://" in root:  # remote storage cannot be listed cheaply: attach what the registry knows
+        names = [t.full_name for t in registered() if DeltaTable.isDeltaTable(spark, table_path(settings, t.full_name))]
+    else:
+        names = _delta_tables_on_storage(settings, LAYERS)
     attached = []
-    for name in sorted(names):
+    for name in names:
         path = table_path(settings, name)
-        if not DeltaTable.isDeltaTable(spark, path):
-            continue
         spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{path}'")
         attached.append(name)
     log.debug("attached %d tables: %s", len(attached), attached)
