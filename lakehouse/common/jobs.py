@@ -109,16 +109,25 @@ def run_job(name: str, argv: list[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     t0 = time.monotonic()
     try:
-        outcome = job.function()(spark, settings, argparse.Namespace(**vars(args), run_id=run_id))
-    except Exception as e:
-        record_run(spark, settings, run_id, name, started, "failed", 0, {"error": repr(e)})
-        traceback.print_exc()
-        print(f"error: job {name} failed (run {run_id}): {e}", file=sys.stderr)
-        return 1
-    summary = {"job": name, "run_id": run_id, "env": settings.env, "master": spark.sparkContext.master,
-               "seconds": round(time.monotonic() - t0, 2), "rows_written": outcome.rows_written,
-               **outcome.summary, "ok": outcome.ok}
-    record_run(spark, settings, run_id, name, started, "succeeded" if outcome.ok else "failed",
-               outcome.rows_written, summary)
-    print(json.dumps(summary, default=str))
-    return 0 if outcome.ok else 1
+        try:
+            outcome = job.function()(spark, settings, argparse.Namespace(**vars(args), run_id=run_id))
+        except Exception as e:
+            record_run(spark, settings, run_id, name, started, "failed", 0, {"error": repr(e)})
+            traceback.print_exc()
+            print(f"error: job {name} failed (run {run_id}): {e}", file=sys.stderr)
+            return 1
+        summary = {"job": name, "run_id": run_id, "env": settings.env, "master": spark.sparkContext.master,
+                   "executor_jvms": executor_jvms(spark), "seconds": round(time.monotonic() - t0, 2),
+                   "rows_written": outcome.rows_written, **outcome.summary, "ok": outcome.ok}
+        record_run(spark, settings, run_id, name, started, "succeeded" if outcome.ok else "failed",
+                   outcome.rows_written, summary)
+        print(json.dumps(summary, default=str), flush=True)
+        return 0 if outcome.ok else 1
+    finally:
+        spark.stop()
+
+
+def executor_jvms(spark: SparkSession) -> int:
+    """Executor JVMs registered besides the driver (0 in local mode, where the driver runs the tasks)."""
+    block_managers = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size()  # noqa: SLF001
+    return max(0, int(block_managers) - 1)
