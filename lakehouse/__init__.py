@@ -1,3 +1,3 @@
-"""payments-lakehouse: payments OLTP -> CDC -> Kafka -> Spark/Delta (bronze, silver, gold) -> features and fraud models."""
+"""payments-lakehouse: payments OLTP -> CDC -> Kafka -> Spark/Delta (bronze, silver, gold) -> features, models."""
 
 __version__ = "0.1.0"

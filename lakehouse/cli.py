@@ -58,7 +58,8 @@ def _status_table(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'service':<9} {'host':<10} {'port':>6} {'pid':>8}  {'health':<9} detail"]
     for r in rows:
         health = "healthy" if r["healthy"] else "DOWN"
-        lines.append(f"{r['service']:<9} {r['host']:<10} {r['port']:>6} {r['pid'] or '-':>8}  {health:<9} {r['detail']}")
+        pid = r["pid"] or "-"
+        lines.append(f"{r['service']:<9} {r['host']:<10} {r['port']:>6} {pid:>8}  {health:<9} {r['detail']}")
     return "\n".join(lines)
 
 
@@ -162,6 +163,14 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(_: argparse.Namespace) -> int:
+    from lakehouse.common.docs import write_docs  # noqa: PLC0415
+
+    for path in write_docs():
+        print(f"wrote {path}")
+    return 0
+
+
 def cmd_jobs(_: argparse.Namespace) -> int:
     for job in JOBS.values():
         print(f"{job.name:<14} {job.help}")
@@ -202,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="print the resolved configuration")
     p.set_defaults(func=cmd_config)
+    p = sub.add_parser("docs", help="regenerate the documents generated from code (docs/tables.md)")
+    p.set_defaults(func=cmd_docs)
     p = sub.add_parser("jobs", help="list the jobs `lakehouse run` knows")
     p.set_defaults(func=cmd_jobs)
     return parser

@@ -66,14 +66,14 @@ def test_env() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def settings(test_env: dict[str, str]):  # noqa: ANN201
+def settings(test_env: dict[str, str]):
     from lakehouse.common.config import load_settings
 
     return load_settings("test")
 
 
 @pytest.fixture(scope="session")
-def spark(settings):  # noqa: ANN001, ANN201
+def spark(settings):
     from lakehouse.common.spark import get_spark
 
     session = get_spark(settings, app_name="lakehouse-tests")
@@ -82,7 +82,7 @@ def spark(settings):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture(scope="session")
-def stack(settings):  # noqa: ANN001, ANN201
+def stack(settings):
     from lakehouse.stack import stack as stack_mod
 
     try:

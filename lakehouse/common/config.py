@@ -202,7 +202,7 @@ def _parse_scalar(raw: str) -> Any:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         return raw
-    return raw if isinstance(value, (dict, list)) or value is None and raw.strip() else value
+    return raw if isinstance(value, (dict, list)) or (value is None and raw.strip()) else value
 
 
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any], origin: str, prefix: str = "") -> None:
@@ -252,7 +252,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, f"{key}.")
     origin = typing.get_origin(tp)
     if origin in (Mapping, dict) or tp is Mapping:

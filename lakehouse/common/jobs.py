@@ -129,5 +129,5 @@ def run_job(name: str, argv: list[str] | None = None) -> int:
 
 def executor_jvms(spark: SparkSession) -> int:
     """Executor JVMs registered besides the driver (0 in local mode, where the driver runs the tasks)."""
-    block_managers = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size()  # noqa: SLF001
+    block_managers = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size()
     return max(0, int(block_managers) - 1)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from lakehouse.common.config import Settings
+from lakehouse.common.connections import secrets_dir
 from lakehouse.stack.process import ServiceError, port_in_use
 from lakehouse.stack.services import Service, all_services
 
@@ -36,7 +39,7 @@ def up(settings: Settings, only: list[str] | None = None) -> list[dict[str, Any]
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     check_ports(settings, services)
     timeout = settings.services.start_timeout_s
-    report = []
+    report: list[dict[str, Any]] = []
     for svc in services:
         if svc.running():
             health = svc.health()
@@ -52,7 +55,7 @@ def up(settings: Settings, only: list[str] | None = None) -> list[dict[str, Any]
             detail = svc.wait_healthy(timeout)
         except ServiceError:
             raise
-        except Exception as e:  # noqa: BLE001 - name the service and its log whatever went wrong
+        except Exception as e:
             raise ServiceError(f"{svc.name}: failed to start: {e}\n  log: {svc.log}") from e
         took = time.monotonic() - started
         _say(f"{svc.name:<9} healthy in {took:.1f}s: {detail}")
@@ -61,7 +64,8 @@ def up(settings: Settings, only: list[str] | None = None) -> list[dict[str, Any]
 
 
 def down(settings: Settings, purge: bool = False) -> None:
-    """Stops the services in reverse start order, keeping their data unless `purge`."""
+    """Stops the services in reverse start order, keeping their data unless `purge`, which also
+    deletes the local lakehouse (Delta tables and checkpoints) and the generated secrets."""
     for svc in reversed(all_services(settings)):
         if svc.running():
             _say(f"{svc.name:<9} stopping (pid {svc.pid()})")
@@ -69,6 +73,11 @@ def down(settings: Settings, purge: bool = False) -> None:
         if purge:
             svc.purge()
             _say(f"{svc.name:<9} data removed ({svc.dir})")
+    if purge:
+        for path in (Path(settings.lakehouse_dir), secrets_dir(settings)):
+            if "://" not in str(path) and path.exists():
+                shutil.rmtree(path)
+                _say(f"removed {path}")
 
 
 def status(settings: Settings) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ def expected(rows: int, seed: int) -> tuple[int, int]:
     return rows, sum(amount_minor(i, seed) for i in range(rows))
 
 
-def test_table_written_by_spark_submit_is_read_by_name_from_lakehouse_sql(settings) -> None:  # noqa: ANN001
+def test_table_written_by_spark_submit_is_read_by_name_from_lakehouse_sql(settings) -> None:
     res = spark_submit(str(ROOT / "jobs" / "selfcheck.py"), "--env", "test", "--rows", "5000", "--seed", "7")
     assert res.returncode == 0, explain(res)
     summary = last_json(res.stdout)
@@ -30,7 +30,7 @@ def test_table_written_by_spark_submit_is_read_by_name_from_lakehouse_sql(settin
     assert last_json(res.stdout) == [{"job": "selfcheck", "status": "succeeded", "rows_written": 5000}]
 
 
-def test_job_runs_on_a_multi_process_master_with_executors_in_separate_jvms(settings) -> None:  # noqa: ANN001
+def test_job_runs_on_a_multi_process_master_with_executors_in_separate_jvms(settings) -> None:
     res = spark_submit("--master", "local-cluster[2,1,1024]", str(ROOT / "jobs" / "selfcheck.py"),
                        "--env", "test", "--set", "spark.master=", "--rows", "20000", "--seed", "3")
     assert res.returncode == 0, explain(res)
@@ -42,7 +42,7 @@ def test_job_runs_on_a_multi_process_master_with_executors_in_separate_jvms(sett
     assert check["partitions_read"] == 8
 
 
-def test_lakehouse_run_uses_the_same_job(settings) -> None:  # noqa: ANN001
+def test_lakehouse_run_uses_the_same_job(settings) -> None:
     res = lakehouse("run", "selfcheck", "--rows", "1000", "--seed", "11")
     assert res.returncode == 0, explain(res)
     summary = last_json(res.stdout)
@@ -56,7 +56,7 @@ def test_a_bad_setting_fails_fast_naming_the_key() -> None:
     assert "spark.shuffle_partitions: expected an integer, got 'zero'" in res.stdout + res.stderr, explain(res)
 
 
-def test_demo_prints_its_summary(stack) -> None:  # noqa: ANN001
+def test_demo_prints_its_summary(stack) -> None:
     res = lakehouse("demo", "--rows", "2000")
     assert res.returncode == 0, explain(res)
     n, s = expected(2000, 42)

@@ -16,7 +16,7 @@ from lakehouse.stack.services import DEBEZIUM_POSTGRES
 from tests.integration.helpers import explain, lakehouse
 
 
-def test_status_json_shows_four_healthy_services_on_configured_ports(stack, settings) -> None:  # noqa: ANN001
+def test_status_json_shows_four_healthy_services_on_configured_ports(stack, settings) -> None:
     res = lakehouse("stack", "status", "--json")
     assert res.returncode == 0, explain(res)
     doc = json.loads(res.stdout)
@@ -33,7 +33,7 @@ def test_status_json_shows_four_healthy_services_on_configured_ports(stack, sett
     assert by_name["kafka"]["connection"]["bootstrap_servers"] == f"127.0.0.1:{settings.services.kafka.port}"
 
 
-def test_second_up_changes_nothing(stack, settings) -> None:  # noqa: ANN001
+def test_second_up_changes_nothing(stack, settings) -> None:
     before = {s["service"]: s["pid"] for s in stack_mod.status(settings)}
     res = lakehouse("stack", "up")
     assert res.returncode == 0, explain(res)
@@ -42,7 +42,7 @@ def test_second_up_changes_nothing(stack, settings) -> None:  # noqa: ANN001
     assert res.stderr.count("already running") == 4
 
 
-def test_postgres_is_logical_and_the_app_role_can_replicate(stack, settings) -> None:  # noqa: ANN001
+def test_postgres_is_logical_and_the_app_role_can_replicate(stack, settings) -> None:
     with psycopg.connect(**pg_conninfo(settings)) as conn:
         wal_level, = conn.execute("SHOW wal_level").fetchone()
         can_replicate, = conn.execute("SELECT rolreplication FROM pg_roles WHERE rolname = current_user").fetchone()
@@ -52,7 +52,7 @@ def test_postgres_is_logical_and_the_app_role_can_replicate(stack, settings) -> 
     assert (wal_level, can_replicate, total) == ("logical", True, 1300)
 
 
-def test_kafka_round_trips_a_message(stack, settings) -> None:  # noqa: ANN001
+def test_kafka_round_trips_a_message(stack, settings) -> None:
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap(settings), acks="all")
     meta = producer.send("it_roundtrip", key=b"k1", value=b'{"amount_minor": 1050}').get(timeout=30)
     producer.close()
@@ -65,20 +65,20 @@ def test_kafka_round_trips_a_message(stack, settings) -> None:  # noqa: ANN001
     assert (got.key, got.value) == (b"k1", b'{"amount_minor": 1050}')
 
 
-def test_connect_lists_the_debezium_postgres_plugin(stack, settings) -> None:  # noqa: ANN001
+def test_connect_lists_the_debezium_postgres_plugin(stack, settings) -> None:
     with urllib.request.urlopen(f"{connect_url(settings)}/connector-plugins", timeout=10) as resp:
         classes = {p["class"]: p for p in json.load(resp)}
     assert DEBEZIUM_POSTGRES in classes
     assert classes[DEBEZIUM_POSTGRES]["version"].startswith("3.")
 
 
-def test_redis_answers(stack, settings) -> None:  # noqa: ANN001
+def test_redis_answers(stack, settings) -> None:
     client = redis.Redis(host="127.0.0.1", port=settings.services.redis.port)
     client.set("it:key", "1050")
     assert client.get("it:key") == b"1050"
 
 
-def test_up_fails_naming_a_taken_port(tmp_path) -> None:  # noqa: ANN001
+def test_up_fails_naming_a_taken_port(tmp_path) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()

@@ -20,7 +20,7 @@ def test_paths_follow_layer_and_name() -> None:
 @pytest.mark.parametrize("bad", ["charges", "platinum.charges", "silver."])
 def test_bad_table_names_are_rejected(bad: str) -> None:
     s = load_settings("local", environ={})
-    with pytest.raises(ValueError, match="must look like <layer>.<name>"):
+    with pytest.raises(ValueError, match=r"must look like <layer>\.<name>"):
         table_path(s, bad)
 
 
@@ -35,7 +35,7 @@ def test_registry_knows_ops_tables_and_refuses_conflicting_duplicates() -> None:
     names = [t.full_name for t in registered()]
     assert {"ops.job_runs", "ops.selfcheck"} <= set(names)
     assert spec("ops.selfcheck").partition_by == ("bucket",)
-    with pytest.raises(KeyError, match="unknown table 'ops.nope'"):
+    with pytest.raises(KeyError, match=r"unknown table 'ops\.nope'"):
         spec("ops.nope")
     with pytest.raises(ValueError, match="registered twice"):
         register(TableSpec("ops", "job_runs", SCHEMA, "another spec under a taken name"))

@@ -1,0 +1,49 @@
+"""Shared by the benchmarks: print a figure table and write it as JSON under bench/results/."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    return {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+
+
+def write_result(name: str, figures: dict[str, Any], params: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    doc = {"benchmark": name, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+           "params": params, "figures": figures}
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    width = max(len(k) for k in figures)
+    print(f"== {name} ({', '.join(f'{k}={v}' for k, v in params.items())})")
+    for key, value in figures.items():
+        print(f"  {key:<{width}}  {value}")
+    print(f"  -> {path}")
+    return path
+
+
+def private_env() -> dict[str, str]:
+    """A private state dir and free ports, so a benchmark never touches the user's stack."""
+    state = Path(tempfile.mkdtemp(prefix="lakehouse-bench-", dir="/tmp"))
+    state.chmod(0o755)
+    socks = [socket.socket() for _ in range(5)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    keys = ("POSTGRES__PORT", "KAFKA__PORT", "KAFKA__CONTROLLER_PORT", "CONNECT__PORT", "REDIS__PORT")
+    env = {f"LAKEHOUSE__SERVICES__{k}": str(p) for k, p in zip(keys, ports, strict=True)}
+    env["LAKEHOUSE__PATHS__STATE_DIR"] = str(state)
+    return env
