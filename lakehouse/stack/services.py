@@ -10,10 +10,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import glob
+import hashlib
 import json
 import os
+import pwd
 import shutil
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -128,10 +131,16 @@ class Postgres(Service):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.cfg = settings.services.postgres
+        self.os_user = self.cfg.os_user if os.geteuid() == 0 else None
+        if self.os_user and not self._reachable_by_os_user(settings.state_dir):
+            # Root, with a state dir the server's OS user cannot traverse (e.g. a clone under /root):
+            # keep the cluster in that user's home, one directory per state dir, and say so in status.
+            digest = hashlib.sha1(str(settings.state_dir).encode()).hexdigest()[:12]
+            self.dir = Path(pwd.getpwnam(self.os_user).pw_dir) / "payments-lakehouse" / digest / self.name
+            self.log = self.dir / f"{self.name}.log"
         self.data = self.dir / "data"
         self.run_dir = self.dir / "run"
         self.pid_file = self.data / "postmaster.pid"
-        self.os_user = self.cfg.os_user if os.geteuid() == 0 else None
 
     def ports(self) -> dict[str, int]:
         return {"services.postgres.port": self.cfg.port}
@@ -150,19 +159,28 @@ class Postgres(Service):
             raise ServiceError(f"postgres: {' '.join(cmd[:2])} failed: {res.stderr.strip() or res.stdout.strip()}"
                                f"\n  log: {self.log}")
 
+    def _reachable_by_os_user(self, path: Path) -> bool:
+        """True when every existing ancestor of `path` can be traversed by the server's OS user."""
+        existing = next((p for p in [path, *path.parents] if p.exists()), Path("/"))
+        res = subprocess.run(as_user(["test", "-x", str(existing)], self.os_user), capture_output=True)
+        return res.returncode == 0
+
     def _check_reachable(self) -> None:
         if not self.os_user:
             return
         res = subprocess.run(as_user(["test", "-w", str(self.dir)], self.os_user), capture_output=True)
         if res.returncode != 0:
             raise ServiceError(f"postgres: running as root, the server runs as OS user {self.os_user!r}, who cannot "
-                               f"reach {self.dir}; put paths.state_dir under a directory that user can traverse")
+                               f"write {self.dir}")
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(exist_ok=True)
         if self.os_user:
             chown_tree(self.dir, self.os_user)
+            if not self.dir.is_relative_to(self.settings.state_dir):
+                print(f"  note: {self.settings.state_dir} is not reachable by OS user {self.os_user!r}; "
+                      f"the PostgreSQL cluster lives in {self.dir}", file=sys.stderr)
         self._check_reachable()
         if not (self.data / "PG_VERSION").exists():
             self._run(self.bin("initdb"), "-D", str(self.data), "-U", "postgres", "-E", "UTF8", "--locale=C",
@@ -247,6 +265,9 @@ class Postgres(Service):
 
     def purge(self) -> None:
         super().purge()
+        if not self.dir.is_relative_to(self.settings.state_dir):
+            with contextlib.suppress(OSError):  # the per-state-dir folder in the OS user's home, when empty
+                self.dir.parent.rmdir()
         pg_password_file(self.settings).unlink(missing_ok=True)
 
     def connection(self) -> dict[str, Any]:
