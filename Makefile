@@ -48,7 +48,7 @@ typecheck: setup
 constraints:
 	rm -rf /tmp/lakehouse-constraints-venv && $(PYTHON) -m venv /tmp/lakehouse-constraints-venv
 	/tmp/lakehouse-constraints-venv/bin/pip install -q -e '.[dev]'
-	/tmp/lakehouse-constraints-venv/bin/pip freeze | grep -v -e '^-e' -e 'payments-lakehouse' > constraints.txt.new
+	/tmp/lakehouse-constraints-venv/bin/pip freeze | grep -v -e '^-e' -e '^#' -e 'payments-lakehouse' > constraints.txt.new
 	@echo "review constraints.txt.new and move it over constraints.txt"
 
 stack-up: setup
