@@ -37,13 +37,14 @@ def private_env() -> dict[str, str]:
     """A private state dir and free ports, so a benchmark never touches the user's stack."""
     state = Path(tempfile.mkdtemp(prefix="lakehouse-bench-", dir="/tmp"))
     state.chmod(0o755)
-    socks = [socket.socket() for _ in range(5)]
+    keys = ("POSTGRES__PORT", "REPLICA__PORT", "KAFKA__PORT", "KAFKA__CONTROLLER_PORT", "CONNECT__PORT",
+            "REDIS__PORT")
+    socks = [socket.socket() for _ in keys]
     for s in socks:
         s.bind(("127.0.0.1", 0))
     ports = [s.getsockname()[1] for s in socks]
     for s in socks:
         s.close()
-    keys = ("POSTGRES__PORT", "KAFKA__PORT", "KAFKA__CONTROLLER_PORT", "CONNECT__PORT", "REDIS__PORT")
     env = {f"LAKEHOUSE__SERVICES__{k}": str(p) for k, p in zip(keys, ports, strict=True)}
     env["LAKEHOUSE__PATHS__STATE_DIR"] = str(state)
     return env

@@ -209,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=cmd_demo)
 
+    from lakehouse.oltp.cli import add_parsers as add_oltp_parsers
+
+    add_oltp_parsers(sub, _settings)
+
     p = sub.add_parser("config", help="print the resolved configuration")
     p.set_defaults(func=cmd_config)
     p = sub.add_parser("docs", help="regenerate the documents generated from code (docs/tables.md)")

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PORT_KEYS = ("POSTGRES__PORT", "KAFKA__PORT", "KAFKA__CONTROLLER_PORT", "CONNECT__PORT", "REDIS__PORT")
+PORT_KEYS = ("POSTGRES__PORT", "REPLICA__PORT", "KAFKA__PORT", "KAFKA__CONTROLLER_PORT", "CONNECT__PORT",
+             "REDIS__PORT")
 
 
 def free_ports(n: int) -> list[int]:
@@ -53,7 +54,7 @@ def test_env() -> Iterator[dict[str, str]]:
     env = {"LAKEHOUSE_ENV": "test", "LAKEHOUSE__PATHS__STATE_DIR": str(state),
            "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.update({f"LAKEHOUSE__SERVICES__{key}": str(port) for key, port in zip(PORT_KEYS, free_ports(5), strict=True)})
+    env.update({f"LAKEHOUSE__SERVICES__{key}": str(port) for key, port in zip(PORT_KEYS, free_ports(len(PORT_KEYS)), strict=True)})
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield env

@@ -67,6 +67,12 @@ class PostgresConfig:
 
 
 @dataclass(frozen=True)
+class ReplicaConfig:
+    enabled: bool
+    port: int
+
+
+@dataclass(frozen=True)
 class KafkaConfig:
     port: int
     controller_port: int
@@ -93,6 +99,7 @@ class ServicesConfig:
     host: str
     start_timeout_s: int
     postgres: PostgresConfig
+    replica: ReplicaConfig
     kafka: KafkaConfig
     connect: ConnectConfig
     redis: RedisConfig
@@ -134,6 +141,7 @@ class Settings:
         s = self.services
         return {
             "services.postgres.port": s.postgres.port,
+            "services.replica.port": s.replica.port,
             "services.kafka.port": s.kafka.port,
             "services.kafka.controller_port": s.kafka.controller_port,
             "services.connect.port": s.connect.port,

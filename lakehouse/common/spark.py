@@ -71,6 +71,9 @@ def get_spark(settings: Settings, app_name: str | None = None) -> SparkSession:
         return existing
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if settings.spark.master.startswith("local"):
+        # On one machine everything talks over loopback (and Spark stops guessing an interface).
+        os.environ.setdefault("SPARK_LOCAL_IP", settings.services.host)
     started = time.monotonic()
     builder = SparkSession.builder
     for key, value in spark_conf(settings, app_name).items():
