@@ -54,7 +54,8 @@ def test_env() -> Iterator[dict[str, str]]:
     env = {"LAKEHOUSE_ENV": "test", "LAKEHOUSE__PATHS__STATE_DIR": str(state),
            "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.update({f"LAKEHOUSE__SERVICES__{key}": str(port) for key, port in zip(PORT_KEYS, free_ports(len(PORT_KEYS)), strict=True)})
+    ports = free_ports(len(PORT_KEYS))
+    env.update({f"LAKEHOUSE__SERVICES__{key}": str(port) for key, port in zip(PORT_KEYS, ports, strict=True)})
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield env
@@ -83,11 +84,34 @@ def spark(settings):
 
 
 @pytest.fixture(scope="session")
-def stack(settings):
+def _services(settings):
+    """Stops (and purges) whatever the run started, once, at the end of the session."""
     from lakehouse.stack import stack as stack_mod
 
     try:
-        stack_mod.up(settings)
-        yield stack_mod.status(settings)
+        yield stack_mod
     finally:
         stack_mod.down(settings, purge=True)
+
+
+@pytest.fixture(scope="session")
+def stack(_services, settings):
+    """All four services, healthy; returns their status."""
+    _services.up(settings)
+    return _services.status(settings)
+
+
+@pytest.fixture(scope="session")
+def postgres(_services, settings):
+    """Only PostgreSQL (for tests that need nothing else), healthy; returns the settings."""
+    _services.up(settings, only=["postgres"])
+    return settings
+
+
+@pytest.fixture(scope="session")
+def oltp(postgres):
+    """PostgreSQL with the OLTP schema migrated; returns the settings."""
+    from lakehouse.oltp.migrate import migrate
+
+    migrate(postgres)
+    return postgres
