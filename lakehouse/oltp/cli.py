@@ -6,11 +6,12 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from lakehouse.common.config import Settings
 
 
-def add_parsers(sub: argparse._SubParsersAction, settings_of) -> None:  # type: ignore[type-arg]  # noqa: ANN001
+def add_parsers(sub: argparse._SubParsersAction, settings_of: Callable[[argparse.Namespace], Settings]) -> None:
     """Adds `oltp` (with its own sub-verbs) to the top-level parser. `settings_of(args)` loads settings."""
     oltp = sub.add_parser("oltp", help="the OLTP database: migrations, failover, import")
     osub = oltp.add_subparsers(dest="oltp_action", required=True)

@@ -78,7 +78,7 @@ def migrate(settings: Settings, directory: Path = MIGRATIONS_DIR) -> list[str]:
                                              "instead of editing an applied one")
                     continue
                 with conn.transaction():
-                    conn.execute(sql.SQL(mig.sql_text))  # type: ignore[call-overload]
+                    conn.execute(sql.SQL(mig.sql_text))
                     conn.execute("INSERT INTO public.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
                                  (mig.version, mig.name, mig.checksum))
                 applied.append(mig.label)
