@@ -6,6 +6,10 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
+import sys
+import time
 from collections.abc import Callable
 
 from lakehouse.common.config import Settings
@@ -19,10 +23,74 @@ def add_parsers(sub: argparse._SubParsersAction, settings_of: Callable[[argparse
     p = osub.add_parser("migrate", help="apply the versioned schema migrations (idempotent)")
     p.set_defaults(func=lambda args: cmd_migrate(settings_of(args)))
 
+    sim = sub.add_parser("simulate", help="generate payment traffic: backfill --days N, or real time --rate R")
+    sim.add_argument("--seed", type=int, default=42, help="the same seed gives the same data (default 42)")
+    sim.add_argument("--days", type=int, help="backfill this many days of history ending at --end (bulk COPY)")
+    sim.add_argument("--end", type=dt.date.fromisoformat, help="last day (exclusive) of the backfill, "
+                     "YYYY-MM-DD (default: today, UTC)")
+    sim.add_argument("--merchants", type=int, default=60)
+    sim.add_argument("--customers", type=int, default=4000)
+    sim.add_argument("--rate", type=float, help="real time: payments per second through the ACID service layer")
+    sim.add_argument("--duration", type=float, default=60, help="real time: seconds to run (default 60)")
+    sim.add_argument("--workers", type=int, default=16, help="real time: concurrent clients (default 16)")
+    sim.set_defaults(func=lambda args: cmd_simulate(settings_of(args), args))
+
+    p = osub.add_parser("failover", help="fence the primary, promote the hot standby, repoint clients")
+    p.add_argument("--immediate", action="store_true",
+                   help="fence with an immediate stop (like a crash) instead of a fast shutdown")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=lambda args: cmd_failover(settings_of(args), args.immediate, args.json))
+
 
 def cmd_migrate(settings: Settings) -> int:
     from lakehouse.oltp.migrate import migrate
 
     applied = migrate(settings)
     print(f"{len(applied)} migration(s) applied" + (f": {', '.join(applied)}" if applied else " (up to date)"))
+    return 0
+
+
+def cmd_failover(settings: Settings, immediate: bool, as_json: bool) -> int:
+    import json
+
+    from lakehouse.stack.replica import failover, format_failover
+
+    report = failover(settings, immediate=immediate)
+    print(json.dumps(report) if as_json else format_failover(report))
+    return 0
+
+
+def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from lakehouse.oltp.db import admin_connect, make_pool
+    from lakehouse.oltp.service import PaymentsService
+    from lakehouse.oltp.simulator import SimConfig, backfill, percentile, run_live
+    from lakehouse.oltp.vault import load_vault_key
+
+    if (args.days is None) == (args.rate is None):
+        print("error: give either --days N (backfill) or --rate R [--duration S] (real time)", file=sys.stderr)
+        return 2
+    end = args.end or dt.datetime.now(dt.UTC).date()
+    cfg = SimConfig(seed=args.seed, days=args.days or 0, end=end, merchants=args.merchants, customers=args.customers)
+    key = load_vault_key(settings)
+    if args.days is not None:
+        t0 = time.monotonic()
+        with admin_connect(settings) as conn:   # a bulk load: runs as the administrator, like migrations
+            counts = backfill(conn, cfg, key)
+        print(json.dumps({"seed": cfg.seed, "days": cfg.days, "end": str(end), "seconds": round(time.monotonic() - t0, 1),
+                          "rows": counts}, indent=2))
+        return 0
+    with admin_connect(settings) as conn:
+        empty = conn.execute("SELECT count(*) = 0 FROM payments.customers").fetchone()
+        if empty and empty[0]:
+            backfill(conn, cfg, key)            # the world (parties, cards) without history
+    with make_pool(settings, min_size=args.workers, max_size=args.workers) as pool:
+        t0 = time.monotonic()
+        stats = run_live(PaymentsService(pool, key), cfg, args.rate, args.duration, workers=args.workers)
+        took = time.monotonic() - t0
+    print(json.dumps({"seed": cfg.seed, "rate_target": args.rate, "seconds": round(took, 1),
+                      "committed": stats.committed, "rejected": stats.failed,
+                      "rate_achieved": round(stats.committed / took, 1),
+                      "p50_ms": round(percentile(stats.latencies_ms, 50), 2),
+                      "p95_ms": round(percentile(stats.latencies_ms, 95), 2),
+                      "p99_ms": round(percentile(stats.latencies_ms, 99), 2)}, indent=2))
     return 0

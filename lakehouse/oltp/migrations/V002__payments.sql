@@ -115,7 +115,10 @@ BEGIN
         RAISE EXCEPTION 'charge %: the captured amount changes only with the capture itself', OLD.charge_id
             USING ERRCODE = 'check_violation';
     END IF;
-    NEW.updated_at := greatest(now(), OLD.updated_at);
+    -- A statement that sets updated_at itself (a refund, at its own time) is trusted; else now().
+    IF NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at THEN
+        NEW.updated_at := greatest(now(), OLD.updated_at);
+    END IF;
     RETURN NEW;
 END $$;
 CREATE TRIGGER charges_guard_update BEFORE UPDATE ON payments.charges
@@ -191,7 +194,8 @@ BEGIN
             USING ERRCODE = 'check_violation';
     END IF;
     IF delta <> 0 THEN
-        UPDATE payments.charges SET refunded_amount_minor = refunded_amount_minor + delta
+        UPDATE payments.charges SET refunded_amount_minor = refunded_amount_minor + delta,
+                                    updated_at = greatest(updated_at, coalesce(NEW.updated_at, now()))
          WHERE charge_id = NEW.charge_id AND created_at = NEW.charge_created_at;
     END IF;
     RETURN NEW;
