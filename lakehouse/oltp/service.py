@@ -102,7 +102,8 @@ class PaymentsService:
             return int(row[0])
         return run_in_tx(self.pool, tx)
 
-    def add_card(self, customer_id: int, pan: str, exp_month: int, exp_year: int, issuing_country: str) -> tuple[int, str]:
+    def add_card(self, customer_id: int, pan: str, exp_month: int, exp_year: int,
+                 issuing_country: str) -> tuple[int, str]:
         """Tokenizes the PAN (Luhn-validated), stores it encrypted in the vault; returns (payment_method_id, token).
 
         The PAN never leaves this call: not in logs, errors, or any table outside the vault."""
@@ -214,8 +215,8 @@ class PaymentsService:
         sets = "status = %s" + (f", {extra}" if extra else "")
 
         def tx(conn: psycopg.Connection[Any]) -> None:
-            cur = conn.execute(f"UPDATE payments.charges SET {sets} WHERE charge_id = %s AND created_at = %s",  # type: ignore[arg-type]
-                               (status, *params, ref.charge_id, ref.created_at))
+            query = f"UPDATE payments.charges SET {sets} WHERE charge_id = %s AND created_at = %s"
+            cur = conn.execute(query, (status, *params, ref.charge_id, ref.created_at))
             if cur.rowcount != 1:
                 raise PaymentError(f"charge {ref.charge_id} does not exist")
         run_in_tx(self.pool, tx)
@@ -276,7 +277,8 @@ class PaymentsService:
         """Closes a dispute; a won dispute returns the funds to the merchant."""
         def tx(conn: psycopg.Connection[Any]) -> None:
             row = conn.execute(
-                "UPDATE payments.disputes SET status = %s, closed_at = greatest(now(), opened_at) WHERE dispute_id = %s "
+                "UPDATE payments.disputes SET status = %s, closed_at = greatest(now(), opened_at) "
+                "WHERE dispute_id = %s "
                 "RETURNING charge_id, charge_created_at, amount_minor, currency_code",
                 ("won" if won else "lost", dispute_id)).fetchone()
             if row is None:
@@ -324,8 +326,8 @@ class PaymentsService:
             if status == "canceled":
                 raise PaymentError(f"subscription {subscription_id} is canceled")
             row = conn.execute(
-                "INSERT INTO payments.charges (merchant_id, customer_id, payment_method_id, amount_minor, currency_code,"
-                " device_type, status, description) VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s) "
+                "INSERT INTO payments.charges (merchant_id, customer_id, payment_method_id, amount_minor,"
+                " currency_code, device_type, status, description) VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s) "
                 "RETURNING charge_id, created_at",
                 (merchant, customer, method, amount, currency, device_type, f"subscription {subscription_id}")
             ).fetchone()

@@ -16,7 +16,6 @@ Fraud leads to disputes (chargebacks) 5 to 45 days later — the label delay mod
 from __future__ import annotations
 
 import datetime as dt
-import io
 import math
 import random
 import sys
@@ -148,14 +147,17 @@ def build_world(cfg: SimConfig) -> World:
     countries = sorted(reference.COUNTRIES)
     networks = _networks_by_country()
     mccs = sorted(reference.MCCS)
-    merchants, terminals, products, plans = [], [], [], []
+    merchants: list[Merchant] = []
+    terminals: list[tuple[int, int, str]] = []
+    products: list[tuple[int, int, str, str]] = []
+    plans: list[tuple[int, int, str, int, str, str]] = []
     for i in range(cfg.merchants):
         rng = _rng(cfg, "merchant", i)
         country = rng.choice(countries)
         currency = reference.COUNTRIES[country][3]
         mcc = mccs[i % len(mccs)]
-        m = Merchant(i + 1, f"{rng.choice(LAST_NAMES)} {('Market', 'Digital', 'Goods', 'Travel', 'Media')[i % 5]} {i + 1}",
-                     country, mcc, currency, [])
+        kind = ("Market", "Digital", "Goods", "Travel", "Media")[i % 5]
+        m = Merchant(i + 1, f"{rng.choice(LAST_NAMES)} {kind} {i + 1}", country, mcc, currency, [])
         for _ in range(rng.randint(1, 3)):
             tid = len(terminals) + 1
             terminals.append((tid, m.merchant_id, rng.choice(("pos", "ecommerce", "in_app"))))
@@ -168,7 +170,8 @@ def build_world(cfg: SimConfig) -> World:
             m.subscription_plan = len(plans)
         merchants.append(m)
 
-    customers, cards = [], {}
+    customers: list[Customer] = []
+    cards: dict[int, Card] = {}
     start = dt.datetime.combine(cfg.start, dt.time(), UTC)
     for i in range(cfg.customers):
         rng = _rng(cfg, "customer", i)
@@ -181,14 +184,16 @@ def build_world(cfg: SimConfig) -> World:
             customer_id=i + 1, email=f"{first}.{last}.{i + 1}@example.com".lower(), full_name=f"{first} {last}",
             phone=f"+{rng.randint(10, 99)}{rng.randint(10**8, 10**9 - 1)}", country=country,
             created_at=start - dt.timedelta(days=rng.randint(1, 700), seconds=rng.randint(0, 86399)),
-            mean_amount_usd=math.exp(rng.gauss(3.4, 0.7)), rate=cfg.tx_per_customer_per_day * rng.lognormvariate(0, 0.6),
+            mean_amount_usd=math.exp(rng.gauss(3.4, 0.7)),
+            rate=cfg.tx_per_customer_per_day * rng.lognormvariate(0, 0.6),
             favourites=favourites, device=rng.choices(DEVICES, (6, 3, 1))[0],
             ip=_ip_in(rng.choice(networks[country]), rng))
         for _ in range(1 if rng.random() < 0.8 else 2):
             brand = rng.choices(sorted(BINS), (1, 1, 3, 8, 6))[0]
             pm_id = len(cards) + 1
             cards[pm_id] = Card(pm_id, c.customer_id, _token(rng), _make_pan(brand, rng), rng.randint(1, 12),
-                                cfg.end.year + rng.randint(1, 5), country if rng.random() < 0.9 else rng.choice(countries))
+                                cfg.end.year + rng.randint(1, 5),
+                                country if rng.random() < 0.9 else rng.choice(countries))
             c.cards.append(pm_id)
         customers.append(c)
     return World(merchants, customers, cards, terminals, products, plans)
@@ -424,7 +429,8 @@ def build_history(cfg: SimConfig, world: World) -> History:
 
 # ------------------------------------------------------------------------------------ loading
 TABLE_COLUMNS: dict[str, Sequence[str]] = {
-    "payments.merchants": ("merchant_id", "name", "country_code", "mcc", "default_currency", "created_at", "updated_at"),
+    "payments.merchants": ("merchant_id", "name", "country_code", "mcc", "default_currency", "created_at",
+                           "updated_at"),
     "payments.terminals": ("terminal_id", "merchant_id", "kind", "created_at"),
     "payments.customers": ("customer_id", "email", "full_name", "phone", "country_code", "created_at", "updated_at"),
     "payments.products": ("product_id", "merchant_id", "name", "category", "created_at"),
@@ -460,7 +466,7 @@ SEQUENCES = {  # table -> (sequence, id column)
 def _copy(conn: psycopg.Connection[Any], table: str, rows: Iterable[Sequence[Any]]) -> int:
     cols = ", ".join(TABLE_COLUMNS[table])
     n = 0
-    with conn.cursor().copy(f"COPY {table} ({cols}) FROM STDIN") as copy:  # type: ignore[arg-type]
+    with conn.cursor().copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
             n += 1
@@ -497,7 +503,8 @@ def backfill(conn: psycopg.Connection[Any], cfg: SimConfig, key: VaultKey, progr
         raise RuntimeError("backfill needs an empty payments schema (found customers); start from a fresh database, "
                            "e.g. `lakehouse stack down --purge` then `lakehouse stack up` and `lakehouse oltp migrate`")
     t0 = time.monotonic()
-    say(f"simulate: seed {cfg.seed}, {cfg.days} days to {cfg.end}, {cfg.merchants} merchants, {cfg.customers} customers")
+    say(f"simulate: seed {cfg.seed}, {cfg.days} days to {cfg.end}, {cfg.merchants} merchants, "
+        f"{cfg.customers} customers")
     world = build_world(cfg)
     history = build_history(cfg, world)
     say(f"  generated {len(history.charges):,} charges in {time.monotonic() - t0:.1f}s; loading …")
@@ -521,7 +528,7 @@ def backfill(conn: psycopg.Connection[Any], cfg: SimConfig, key: VaultKey, progr
                             [(c.token, key.encrypt(c.pan, c.token), key.key_id) for c in world.cards.values()])
         counts["vault.card_pans"] = len(world.cards)
         for table, column in SEQUENCES.items():
-            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "  # type: ignore[arg-type]
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
                          f"(SELECT coalesce(max({column}), 0) + 1 FROM {table}), false)")
     say(f"  loaded in {time.monotonic() - t0:.1f}s total")
     return counts
@@ -550,7 +557,7 @@ def percentile(values: Sequence[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def live_plan(cfg: SimConfig, world: World, rate: float, duration_s: float) -> Iterator[tuple[float, dict[str, Any]]]:
