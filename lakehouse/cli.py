@@ -36,11 +36,11 @@ def _json_default(value: Any) -> Any:
 
 # --- stack -------------------------------------------------------------------------------------
 def cmd_stack(args: argparse.Namespace) -> int:
-    from lakehouse.stack import stack  # noqa: PLC0415
+    from lakehouse.stack import stack
 
     settings = _settings(args)
     if args.action == "up":
-        stack.up(settings, only=args.only)
+        stack.up(settings, only=args.only, with_replica=args.with_replica)
         print(_status_table(stack.status(settings)))
         return 0
     if args.action == "down":
@@ -55,17 +55,18 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def _status_table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'service':<9} {'host':<10} {'port':>6} {'pid':>8}  {'health':<9} detail"]
+    w = max([9, *(len(r["service"]) for r in rows)])  # 9, or wider for `postgres-replica`
+    lines = [f"{'service':<{w}} {'host':<10} {'port':>6} {'pid':>8}  {'health':<9} detail"]
     for r in rows:
         health = "healthy" if r["healthy"] else "DOWN"
         pid = r["pid"] or "-"
-        lines.append(f"{r['service']:<9} {r['host']:<10} {r['port']:>6} {pid:>8}  {health:<9} {r['detail']}")
+        lines.append(f"{r['service']:<{w}} {r['host']:<10} {r['port']:>6} {pid:>8}  {health:<9} {r['detail']}")
     return "\n".join(lines)
 
 
 # --- sql ---------------------------------------------------------------------------------------
 def cmd_sql(args: argparse.Namespace) -> int:
-    from lakehouse.common.spark import get_spark  # noqa: PLC0415
+    from lakehouse.common.spark import get_spark
 
     settings = _settings(args)
     spark = get_spark(settings, app_name="lakehouse-sql")
@@ -95,7 +96,7 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 # --- run ---------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
-    from lakehouse.common.jobs import run_job  # noqa: PLC0415
+    from lakehouse.common.jobs import run_job
 
     passthrough = ([f"--env={args.env}"] if args.env else []) + [f"--set={s}" for s in args.set]
     passthrough += ["--once"] if args.once else []
@@ -104,11 +105,11 @@ def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
 
 # --- demo --------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
-    from lakehouse.common.spark import get_spark  # noqa: PLC0415
-    from lakehouse.common.tables import read_table  # noqa: PLC0415
-    from lakehouse.ops.selfcheck import run_selfcheck  # noqa: PLC0415
-    from lakehouse.ops.tables import JOB_RUNS, SELFCHECK  # noqa: PLC0415
-    from lakehouse.stack import stack  # noqa: PLC0415
+    from lakehouse.common.spark import get_spark
+    from lakehouse.common.tables import read_table
+    from lakehouse.ops.selfcheck import run_selfcheck
+    from lakehouse.ops.tables import JOB_RUNS, SELFCHECK
+    from lakehouse.stack import stack
 
     settings = _settings(args)
     timings: dict[str, float] = {}
@@ -122,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     spark = get_spark(settings, app_name="lakehouse-demo")
     timings["spark_start_s"] = time.monotonic() - t0
-    from lakehouse.common.jobs import record_run  # noqa: PLC0415
+    from lakehouse.common.jobs import record_run
 
     t0 = time.monotonic()
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -164,7 +165,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_docs(_: argparse.Namespace) -> int:
-    from lakehouse.common.docs import write_docs  # noqa: PLC0415
+    from lakehouse.common.docs import write_docs
 
     for path in write_docs():
         print(f"wrote {path}")
@@ -185,8 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stack", help="start, stop and inspect the local services")
     ssub = p.add_subparsers(dest="action", required=True)
     up = ssub.add_parser("up", help="start PostgreSQL, Redis, Kafka and Kafka Connect; wait until healthy")
-    up.add_argument("--only", action="append", choices=["postgres", "redis", "kafka", "connect"],
+    up.add_argument("--only", action="append", choices=["postgres", "postgres-replica", "redis", "kafka", "connect"],
                     help="start only these services (repeatable)")
+    up.add_argument("--with-replica", action="store_true",
+                    help="also run a hot standby of PostgreSQL (streaming, synchronous commit); "
+                         "same as services.replica.enabled=true")
     down = ssub.add_parser("down", help="stop the services, keeping their data")
     down.add_argument("--purge", action="store_true", help="also delete the services' data and the lakehouse")
     st = ssub.add_parser("status", help="each service's host, port, health and connection settings")
@@ -227,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "run":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    from lakehouse.stack.process import ServiceError  # noqa: PLC0415
+    from lakehouse.stack.process import ServiceError
 
     try:
         if args.command == "run":

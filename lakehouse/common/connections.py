@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 from lakehouse.common.config import ConfigError, Settings
 
@@ -38,15 +40,68 @@ def pg_password(settings: Settings, create: bool = False) -> str:
     return password
 
 
+# --- the PostgreSQL pair (primary + hot standby) --------------------------------------------------
+PG_PRIMARY_NODE = "postgres"            # the node on services.postgres.port
+PG_REPLICA_NODE = "postgres-replica"    # the node on services.replica.port
+
+
+def pg_roles_file(settings: Settings) -> Path:
+    """Which node of the pair is the primary: written by `stack up` and `oltp failover`."""
+    return settings.state_dir / "postgres-roles.json"
+
+
+def pg_roles(settings: Settings) -> dict[str, Any]:
+    """`{"primary": node, "standby": node | None, "fenced": [node, …], …}`; before any replica exists
+    (no file yet) the node on services.postgres.port is the primary."""
+    try:
+        doc: dict[str, Any] = json.loads(pg_roles_file(settings).read_text())
+    except (OSError, ValueError):
+        doc = {}
+    doc.setdefault("primary", PG_PRIMARY_NODE)
+    doc.setdefault("standby", None)
+    doc.setdefault("fenced", [])
+    return doc
+
+
+def pg_replicated(settings: Settings) -> bool:
+    """True when PostgreSQL runs as a primary + hot standby pair: configured, or created earlier."""
+    return settings.services.replica.enabled or pg_roles_file(settings).exists()
+
+
+def pg_node_ports(settings: Settings) -> dict[str, int]:
+    """Port of every PostgreSQL node, the current primary first."""
+    ports = {PG_PRIMARY_NODE: settings.services.postgres.port}
+    if pg_replicated(settings):
+        ports[PG_REPLICA_NODE] = settings.services.replica.port
+        primary = pg_roles(settings)["primary"]
+        if primary in ports:
+            ports = {primary: ports[primary], **ports}
+    return ports
+
+
 def pg_conninfo(settings: Settings, database: str | None = None) -> dict[str, str | int]:
-    """Keyword arguments for `psycopg.connect` as the application role (password included)."""
+    """Keyword arguments for `psycopg.connect` as the application role (password included).
+
+    With a replica, a libpq multi-host connection: every node, the recorded primary first, and
+    `target_session_attrs=read-write`, so that a client connecting after a failover lands on the
+    promoted node (libpq skips a node that is down or read-only)."""
     pg = settings.services.postgres
-    return {"host": settings.services.host, "port": pg.port, "dbname": database or pg.database,
-            "user": pg.user, "password": pg_password(settings)}
+    info: dict[str, str | int] = {"host": settings.services.host, "port": pg.port,
+                                  "dbname": database or pg.database, "user": pg.user,
+                                  "password": pg_password(settings)}
+    if pg_replicated(settings):
+        ports = list(pg_node_ports(settings).values())
+        info.update(host=",".join([settings.services.host] * len(ports)), port=",".join(map(str, ports)),
+                    target_session_attrs="read-write")
+    return info
 
 
 def pg_jdbc_url(settings: Settings) -> str:
+    """The JDBC URL; with a replica, every node and `targetServerType=primary` (the JDBC driver's multi-host)."""
     pg = settings.services.postgres
+    if pg_replicated(settings):
+        hosts = ",".join(f"{settings.services.host}:{p}" for p in pg_node_ports(settings).values())
+        return f"jdbc:postgresql://{hosts}/{pg.database}?targetServerType=primary"
     return f"jdbc:postgresql://{settings.services.host}:{pg.port}/{pg.database}"
 
 

@@ -127,10 +127,12 @@ class Postgres(Service):
     """A private PostgreSQL cluster (initdb) with logical decoding on and a replication-capable role."""
 
     name = "postgres"
+    port_key = "services.postgres.port"
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.cfg = settings.services.postgres
+        self.pg_port = self.cfg.port  # a subclass (the hot standby) listens on its own port
         self.os_user = self.cfg.os_user if os.geteuid() == 0 else None
         if self.os_user and not self._reachable_by_os_user(settings.state_dir):
             # Root, with a state dir the server's OS user cannot traverse (e.g. a clone under /root):
@@ -143,7 +145,7 @@ class Postgres(Service):
         self.pid_file = self.data / "postmaster.pid"
 
     def ports(self) -> dict[str, int]:
-        return {"services.postgres.port": self.cfg.port}
+        return {self.port_key: self.pg_port}
 
     def bin(self, tool: str) -> str:
         candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"),
@@ -153,10 +155,11 @@ class Postgres(Service):
             raise ServiceError(f"postgres: {tool} not found; install the PostgreSQL server (make setup)")
         return found
 
-    def _run(self, *cmd: str) -> None:
-        res = subprocess.run(as_user(cmd, self.os_user), capture_output=True, text=True, cwd="/")
+    def _run(self, *cmd: str, env: dict[str, str] | None = None) -> None:
+        res = subprocess.run(as_user(cmd, self.os_user), capture_output=True, text=True, cwd="/",
+                             env={**os.environ, **env} if env else None)
         if res.returncode != 0:
-            raise ServiceError(f"postgres: {' '.join(cmd[:2])} failed: {res.stderr.strip() or res.stdout.strip()}"
+            raise ServiceError(f"{self.name}: {' '.join(cmd[:2])} failed: {res.stderr.strip() or res.stdout.strip()}"
                                f"\n  log: {self.log}")
 
     def _reachable_by_os_user(self, path: Path) -> bool:
@@ -170,7 +173,7 @@ class Postgres(Service):
             return
         res = subprocess.run(as_user(["test", "-w", str(self.dir)], self.os_user), capture_output=True)
         if res.returncode != 0:
-            raise ServiceError(f"postgres: running as root, the server runs as OS user {self.os_user!r}, who cannot "
+            raise ServiceError(f"{self.name}: running as root, the server runs as OS user {self.os_user!r}, who cannot "
                                f"write {self.dir}")
 
     def start(self) -> None:
@@ -182,18 +185,29 @@ class Postgres(Service):
                 print(f"  note: {self.settings.state_dir} is not reachable by OS user {self.os_user!r}; "
                       f"the PostgreSQL cluster lives in {self.dir}", file=sys.stderr)
         self._check_reachable()
-        if not (self.data / "PG_VERSION").exists():
-            self._run(self.bin("initdb"), "-D", str(self.data), "-U", "postgres", "-E", "UTF8", "--locale=C",
-                      "--auth-local=trust", "--auth-host=scram-sha-256")
+        self._init_data()
         self._write_config()
         self._run(self.bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w",
                   "-t", str(self.settings.services.start_timeout_s), "start")
+        self._after_start()
+
+    # Hooks for the hot standby (lakehouse/stack/replica.py), which creates its data dir by a base backup,
+    # adds replication settings and does not bootstrap roles (it is read-only).
+    def _init_data(self) -> None:
+        if not (self.data / "PG_VERSION").exists():
+            self._run(self.bin("initdb"), "-D", str(self.data), "-U", "postgres", "-E", "UTF8", "--locale=C",
+                      "--auth-local=trust", "--auth-host=scram-sha-256")
+
+    def _config_extra(self) -> dict[str, str]:
+        return {}
+
+    def _after_start(self) -> None:
         self._bootstrap_roles()
 
     def _write_config(self) -> None:
         conf = {
             "listen_addresses": f"'{self.host}'",
-            "port": str(self.cfg.port),
+            "port": str(self.pg_port),
             "unix_socket_directories": f"'{self.run_dir}'",
             "max_connections": str(self.cfg.max_connections),
             "wal_level": "logical",
@@ -206,6 +220,7 @@ class Postgres(Service):
             "timezone": "'UTC'",
             "log_timezone": "'UTC'",
             "log_line_prefix": "'%m [%p] %q%u@%d '",
+            **self._config_extra(),
         }
         (self.data / "lakehouse.conf").write_text(
             "# written by `lakehouse stack up`; edit conf/*.yaml instead\n"
@@ -227,16 +242,19 @@ class Postgres(Service):
 
     def superuser_conn(self, dbname: str = "postgres") -> Any:
         """A superuser connection over the private Unix socket (trust; only this machine's owner reaches it)."""
-        import psycopg  # noqa: PLC0415
+        import psycopg
 
-        return psycopg.connect(host=str(self.run_dir), port=self.cfg.port, user="postgres", dbname=dbname,
+        return psycopg.connect(host=str(self.run_dir), port=self.pg_port, user="postgres", dbname=dbname,
                                autocommit=True, connect_timeout=5)
 
     def _bootstrap_roles(self) -> None:
-        from psycopg import sql  # noqa: PLC0415
+        from psycopg import sql
 
         password = pg_password(self.settings, create=True)
         with self.superuser_conn() as conn:
+            # Never wait for a synchronous standby here: with a replica configured but not yet connected
+            # (it starts after this server), a commit would block until it streams.
+            conn.execute("SET synchronous_commit TO local")
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.cfg.user,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
             conn.execute(sql.SQL("{} ROLE {} WITH LOGIN REPLICATION PASSWORD {}").format(
@@ -246,10 +264,10 @@ class Postgres(Service):
                     sql.Identifier(self.cfg.database), sql.Identifier(self.cfg.user)))
 
     def health(self) -> Health:
-        import psycopg  # noqa: PLC0415
+        import psycopg
 
         try:
-            with psycopg.connect(host=self.host, port=self.cfg.port, dbname=self.cfg.database, user=self.cfg.user,
+            with psycopg.connect(host=self.host, port=self.pg_port, dbname=self.cfg.database, user=self.cfg.user,
                                  password=pg_password(self.settings), connect_timeout=3) as conn:
                 row = conn.execute("SELECT current_setting('wal_level'), version()").fetchone()
         except Exception as e:
@@ -272,9 +290,9 @@ class Postgres(Service):
 
     def connection(self) -> dict[str, Any]:
         pg = self.cfg
-        return {"host": self.host, "port": pg.port, "database": pg.database, "user": pg.user,
+        return {"host": self.host, "port": self.pg_port, "database": pg.database, "user": pg.user,
                 "password_env": pg.password_env, "password_file": str(pg_password_file(self.settings)),
-                "dsn": f"postgresql://{pg.user}@{self.host}:{pg.port}/{pg.database}",
+                "dsn": f"postgresql://{pg.user}@{self.host}:{self.pg_port}/{pg.database}",
                 "jdbc_url": pg_jdbc_url(self.settings), "replication": True, "wal_level": "logical"}
 
 
@@ -304,7 +322,7 @@ class Redis(Service):
                                f"  log: {self.log}")
 
     def health(self) -> Health:
-        import redis  # noqa: PLC0415
+        import redis
 
         try:
             client = redis.Redis(host=self.host, port=self.port, socket_timeout=2, socket_connect_timeout=2)
@@ -319,7 +337,7 @@ class Redis(Service):
         pid = self.pid()
         if pid is None:
             return
-        import redis  # noqa: PLC0415
+        import redis
 
         # SHUTDOWN flushes the append-only file (the connection drops as it does); then make sure it is gone.
         with contextlib.suppress(Exception):
@@ -399,7 +417,7 @@ class Kafka(_JavaService):
         self._launch(self.java_cmd(k.heap, str(props)))
 
     def health(self) -> Health:
-        from kafka import KafkaAdminClient  # noqa: PLC0415
+        from kafka import KafkaAdminClient
 
         try:
             admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap(self.settings), request_timeout_ms=4000,
@@ -466,5 +484,11 @@ class Connect(_JavaService):
 
 
 def all_services(settings: Settings) -> list[Service]:
-    """In start order: Connect needs Kafka; the others are independent."""
-    return [Postgres(settings), Redis(settings), Kafka(settings), Connect(settings)]
+    """In start order: Connect needs Kafka; a hot standby needs its primary; the others are independent.
+
+    Without a replica (`services.replica.enabled` false and none created) PostgreSQL is the one `Postgres`;
+    with one, the pair of nodes from lakehouse/stack/replica.py, the current primary first.
+    """
+    from lakehouse.stack.replica import postgres_nodes  # replica.py builds on Postgres
+
+    return [*postgres_nodes(settings), Redis(settings), Kafka(settings), Connect(settings)]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.common.config import Settings
-from lakehouse.common.connections import secrets_dir
+from lakehouse.common.connections import PG_REPLICA_NODE, pg_replicated, secrets_dir
 from lakehouse.stack.process import ServiceError, port_in_use
 from lakehouse.stack.services import Service, all_services
 
@@ -32,9 +32,19 @@ def check_ports(settings: Settings, services: list[Service]) -> None:
         raise ServiceError("\n".join(lines))
 
 
-def up(settings: Settings, only: list[str] | None = None) -> list[dict[str, Any]]:
+def up(settings: Settings, only: list[str] | None = None, with_replica: bool = False) -> list[dict[str, Any]]:
     """Starts every stopped service and waits until all are healthy. Idempotent: a healthy running
-    service is left untouched. Returns what was done per service."""
+    service is left untouched. Returns what was done per service.
+
+    `with_replica` (or `services.replica.enabled`) adds the PostgreSQL hot standby, started after its
+    primary; once created it stays part of the stack until `down --purge`. With a replica, `only`
+    naming `postgres` means both nodes."""
+    if with_replica:
+        from lakehouse.stack.replica import with_replica as enable_replica
+
+        settings = enable_replica(settings)
+    if only and "postgres" in only and pg_replicated(settings):
+        only = [*only, PG_REPLICA_NODE]
     services = [s for s in all_services(settings) if not only or s.name in only]
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     check_ports(settings, services)
