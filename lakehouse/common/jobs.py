@@ -81,8 +81,8 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 def record_run(spark: SparkSession, settings: Settings, run_id: str, job: str, started: dt.datetime,
                status: str, rows: int, detail: dict[str, Any]) -> None:
     """Appends one row to ops.job_runs."""
-    from lakehouse.common.tables import append  # noqa: PLC0415
-    from lakehouse.ops.tables import JOB_RUNS  # noqa: PLC0415
+    from lakehouse.common.tables import append
+    from lakehouse.ops.tables import JOB_RUNS
 
     row = (run_id, job, settings.env, spark.sparkContext.master, started,
            dt.datetime.now(dt.UTC).replace(tzinfo=None), status, rows, json.dumps(detail, default=str))
@@ -102,7 +102,7 @@ def run_job(name: str, argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: configuration: {e}", file=sys.stderr)
         return 2
-    from lakehouse.common.spark import get_spark  # noqa: PLC0415 - keeps `--help` fast
+    from lakehouse.common.spark import get_spark  # here: keeps `--help` fast
 
     run_id = uuid.uuid4().hex[:12]
     spark = get_spark(settings, app_name=f"lakehouse-{name}")

@@ -80,7 +80,7 @@ def get_spark(settings: Settings, app_name: str | None = None) -> SparkSession:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.spark.log_level.upper())
-    from lakehouse.common.tables import attach_catalog  # noqa: PLC0415 - avoids an import cycle
+    from lakehouse.common.tables import attach_catalog  # here: avoids an import cycle
 
     attach_catalog(spark, settings)
     log.info("spark session %s on %s in %.1fs", spark.sparkContext.appName, spark.sparkContext.master,

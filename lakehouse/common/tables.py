@@ -62,7 +62,7 @@ def register(*specs: TableSpec) -> None:
 
 def _load_layers() -> None:
     # Importing a layer's `tables` module registers its specs.
-    import lakehouse.ops.tables  # noqa: F401, PLC0415
+    import lakehouse.ops.tables  # noqa: F401
 
 
 def spec(full_name: str) -> TableSpec:
