@@ -19,11 +19,12 @@ def connect(settings: Settings, autocommit: bool = False, **kwargs: Any) -> psyc
 def admin_connect(settings: Settings) -> psycopg.Connection[Any]:
     """An administrator connection to the application database, for migrations and DDL.
 
-    On the local stack: the `postgres` superuser over the cluster's private Unix socket.
+    On the local stack: the `postgres` superuser over the current primary's private Unix socket
+    (after a failover, the promoted replica).
     """
-    from lakehouse.stack.services import Postgres
+    from lakehouse.stack.replica import primary_node
 
-    conn: psycopg.Connection[Any] = Postgres(settings).superuser_conn(settings.services.postgres.database)
+    conn: psycopg.Connection[Any] = primary_node(settings).superuser_conn(settings.services.postgres.database)
     conn.autocommit = False
     return conn
 

@@ -5,6 +5,8 @@ enforces the business rules itself (constraints and triggers, see the migrations
 only to give friendlier errors earlier. Money is integer minor units throughout.
 
 Fees follow one rule (`platform_fee`): 2.9 % of the amount, rounded half-up, plus 30 minor units.
+The database has the same rule (`payments.platform_fee`, used by `payments.capture_charge`); a test
+checks that the two agree.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -26,6 +28,7 @@ from lakehouse.oltp import vault
 
 T = TypeVar("T")
 RETRYABLE = (errors.SerializationFailure, errors.DeadlockDetected)
+RULE_VIOLATIONS = (psycopg.IntegrityError, errors.RaiseException, errors.NoDataFound)
 
 
 class PaymentError(RuntimeError):
@@ -67,7 +70,29 @@ def run_in_tx(pool: ConnectionPool, fn: Callable[[psycopg.Connection[Any]], T], 
             if attempt == retries:
                 raise
             time.sleep(min(0.2, 0.002 * 2 ** attempt) * (0.5 + random.random()))
-        except (errors.CheckViolation, errors.IntegrityConstraintViolation, errors.RaiseException) as e:
+        except RULE_VIOLATIONS as e:
+            raise PaymentError(e.diag.message_primary or str(e)) from e
+    raise AssertionError("unreachable")
+
+
+def run_statement(pool: ConnectionPool, query: str, params: Sequence[Any], retries: int = 8) -> tuple[Any, ...]:
+    """One statement as its own transaction (autocommit: one round trip), retried like `run_in_tx`;
+    returns its first row. For server-side operations that are a single function call."""
+    for attempt in range(retries + 1):
+        try:
+            with pool.connection() as conn:
+                conn.autocommit = True
+                try:
+                    row = conn.execute(query, params).fetchone()
+                finally:
+                    conn.autocommit = False
+            assert row is not None
+            return tuple(row)
+        except RETRYABLE:
+            if attempt == retries:
+                raise
+            time.sleep(min(0.2, 0.002 * 2 ** attempt) * (0.5 + random.random()))
+        except RULE_VIOLATIONS as e:
             raise PaymentError(e.diag.message_primary or str(e)) from e
     raise AssertionError("unreachable")
 
@@ -182,28 +207,18 @@ class PaymentsService:
 
     def capture(self, ref: ChargeRef, amount_minor: int | None = None) -> None:
         """Captures an authorized charge (fully, or a smaller amount) and books it in the ledger."""
-        def tx(conn: psycopg.Connection[Any]) -> None:
-            self._capture_in(conn, ref, amount_minor)
-        run_in_tx(self.pool, tx)
+        run_statement(self.pool, "SELECT payments.capture_charge(%s, %s, %s)",
+                      (ref.charge_id, ref.created_at, amount_minor))
 
     def pay(self, merchant_id: int, customer_id: int, payment_method_id: int, amount_minor: int,
             currency_code: str, device_type: str, ip_address: str | None = None, terminal_id: int | None = None,
             risk_score: float | None = None) -> ChargeRef:
-        """Create, authorize and capture in ONE transaction (the common card-not-present flow)."""
-        def tx(conn: psycopg.Connection[Any]) -> ChargeRef:
-            row = conn.execute(
-                "INSERT INTO payments.charges (merchant_id, terminal_id, customer_id, payment_method_id, amount_minor,"
-                " currency_code, device_type, ip_address, risk_score) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "RETURNING charge_id, created_at",
-                (merchant_id, terminal_id, customer_id, payment_method_id, amount_minor, currency_code, device_type,
-                 ip_address, risk_score)).fetchone()
-            assert row is not None
-            ref = ChargeRef(row[0], row[1])
-            conn.execute("UPDATE payments.charges SET status = 'authorized' WHERE charge_id = %s AND created_at = %s",
-                         (ref.charge_id, ref.created_at))
-            self._capture_in(conn, ref, None)
-            return ref
-        return run_in_tx(self.pool, tx)
+        """Create, authorize and capture in ONE transaction (the common card-not-present flow):
+        one call of `payments.pay`, whose statements pass through the same triggers as the others."""
+        row = run_statement(self.pool, "SELECT * FROM payments.pay(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                            (merchant_id, customer_id, payment_method_id, amount_minor, currency_code, device_type,
+                             ip_address, terminal_id, risk_score))
+        return ChargeRef(row[0], row[1])
 
     def fail(self, ref: ChargeRef, failure_code: str) -> None:
         self._set_status(ref, "failed", extra="failure_code = %s", params=(failure_code,))
@@ -223,18 +238,7 @@ class PaymentsService:
 
     @staticmethod
     def _capture_in(conn: psycopg.Connection[Any], ref: ChargeRef, amount_minor: int | None) -> None:
-        row = conn.execute(
-            "UPDATE payments.charges SET status = 'captured', captured_amount_minor = coalesce(%s, amount_minor) "
-            "WHERE charge_id = %s AND created_at = %s RETURNING merchant_id, captured_amount_minor, currency_code, "
-            "captured_at", (amount_minor, ref.charge_id, ref.created_at)).fetchone()
-        if row is None:
-            raise PaymentError(f"charge {ref.charge_id} does not exist")
-        merchant_id, captured, currency, captured_at = row
-        fee = platform_fee(captured)
-        conn.execute(
-            "INSERT INTO payments.balance_transactions (created_at, merchant_id, kind, charge_id, charge_created_at,"
-            " amount_minor, fee_minor, net_minor, currency_code) VALUES (%s, %s, 'charge', %s, %s, %s, %s, %s, %s)",
-            (captured_at, merchant_id, ref.charge_id, ref.created_at, captured, fee, captured - fee, currency))
+        conn.execute("SELECT payments.capture_charge(%s, %s, %s)", (ref.charge_id, ref.created_at, amount_minor))
 
     # ---------------------------------------------------------------- refunds and disputes
     def refund(self, ref: ChargeRef, amount_minor: int, reason: str = "requested_by_customer") -> int:

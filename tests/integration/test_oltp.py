@@ -291,3 +291,12 @@ def test_no_card_number_outside_the_vault_after_service_traffic(svc: PaymentsSer
         conn.execute("CREATE TEMP TABLE leak (note text)")
         conn.execute("INSERT INTO leak VALUES ('customer wrote 4242 4242 4242 4242 in a note')")
         assert [f.column for f in scan_for_pans(conn) if f.table.endswith(".leak")] == ["note"]
+
+
+def test_the_fee_rule_is_the_same_in_sql_and_python(oltp: Settings) -> None:
+    from lakehouse.oltp.service import platform_fee
+
+    amounts = [1, 2, 17, 99, 100, 2500, 9999, 10_000, 123_457, 10**12]
+    with connect(oltp) as conn:
+        in_sql = [one(conn, "SELECT payments.platform_fee(%s)", a) for a in amounts]
+    assert in_sql == [platform_fee(a) for a in amounts]
