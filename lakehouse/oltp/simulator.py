@@ -238,9 +238,11 @@ class _Builder:
         code = rng.choice(("card_declined", "insufficient_funds", "expired_card", "do_not_honor")) if failed else None
         terminal = terminal if terminal is not None else rng.choice(m.terminals)
         updated = cap_at or failed or canceled or at
+        # how unusual the amount is for this customer: |ln(amount / their typical amount)|
+        anomaly = f"{abs(math.log(usd / c.mean_amount_usd)):.3f}" if usd > 0 else None
         self.h.charges.append((charge_id, at, m.merchant_id, terminal, c.customer_id, card, amount, m.currency,
-                               status, captured, code, description, device, ip, f"{risk:.4f}", auth_at, cap_at,
-                               failed, canceled, updated))
+                               status, captured, code, description, device, ip, f"{risk:.4f}", anomaly, auth_at,
+                               cap_at, failed, canceled, updated))
         if status == "captured" and cap_at is not None:
             fee = platform_fee(amount)
             self.h.ledger.append((len(self.h.ledger) + 1, cap_at, m.merchant_id, "charge", charge_id, at, None, None,
@@ -380,7 +382,7 @@ class _Builder:
                 if period_start >= dt.datetime.combine(self.cfg.start, dt.time(), UTC) and period_start < self.end:
                     ch = self.charge(period_start, m, c, card, 0, "unknown", c.ip, "captured", rng, risk=0.01,
                                      description=f"subscription {sub_id}", amount_minor=plan[3])
-                    captured_at = self.h.charges[-1][16]
+                    captured_at = self.h.charges[-1][17]
                     self.label(ch[0], period_start, None)
                     self.h.invoices.append((len(self.h.invoices) + 1, sub_id, period_start, period_end, plan[3],
                                             plan[4], "paid", ch[0], period_start, period_start, captured_at))
@@ -440,8 +442,8 @@ TABLE_COLUMNS: dict[str, Sequence[str]] = {
                        "issuing_country"),
     "payments.charges": ("charge_id", "created_at", "merchant_id", "terminal_id", "customer_id", "payment_method_id",
                          "amount_minor", "currency_code", "status", "captured_amount_minor", "failure_code",
-                         "description", "device_type", "ip_address", "risk_score", "authorized_at", "captured_at",
-                         "failed_at", "canceled_at", "updated_at"),
+                         "description", "device_type", "ip_address", "risk_score", "anomaly_score", "authorized_at",
+                         "captured_at", "failed_at", "canceled_at", "updated_at"),
     "payments.balance_transactions": ("txn_id", "created_at", "merchant_id", "kind", "charge_id", "charge_created_at",
                                       "refund_id", "dispute_id", "amount_minor", "fee_minor", "net_minor",
                                       "currency_code"),
