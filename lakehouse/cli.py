@@ -164,11 +164,26 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_docs(_: argparse.Namespace) -> int:
+def cmd_docs(args: argparse.Namespace) -> int:
+    """`tables` (the default) needs nothing running; `erd` and `all` read the live OLTP schema."""
     from lakehouse.common.docs import write_docs
 
-    for path in write_docs():
-        print(f"wrote {path}")
+    if args.which in ("tables", "all"):
+        for path in write_docs():
+            print(f"wrote {path}")
+    if args.which in ("erd", "all"):
+        import psycopg
+
+        from lakehouse.oltp.erd import ErdError, write_erd
+
+        try:
+            paths = write_erd(_settings(args))
+        except (ErdError, psycopg.OperationalError) as e:
+            print(f"error: docs erd: {str(e).strip()}\nThe ERD is read from the live schema: run "
+                  "`lakehouse stack up --only postgres` and `lakehouse oltp migrate` first.", file=sys.stderr)
+            return 1
+        for path in paths:
+            print(f"wrote {path}")
     return 0
 
 
@@ -219,7 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="print the resolved configuration")
     p.set_defaults(func=cmd_config)
-    p = sub.add_parser("docs", help="regenerate the documents generated from code (docs/tables.md)")
+    p = sub.add_parser("docs", help="regenerate the generated documents: tables (docs/tables.md, the default), "
+                                    "erd (docs/oltp/erd.md and erd.svg, from the live OLTP schema) or all")
+    p.add_argument("which", nargs="?", choices=["tables", "erd", "all"], default="tables",
+                   help="tables needs nothing running; erd and all connect to the OLTP database (default: tables)")
     p.set_defaults(func=cmd_docs)
     p = sub.add_parser("jobs", help="list the jobs `lakehouse run` knows")
     p.set_defaults(func=cmd_jobs)
