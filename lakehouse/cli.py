@@ -107,19 +107,26 @@ def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from lakehouse.common.spark import get_spark
     from lakehouse.common.tables import read_table
+    from lakehouse.oltp.demo import run_oltp_demo
     from lakehouse.ops.selfcheck import run_selfcheck
     from lakehouse.ops.tables import JOB_RUNS, SELFCHECK
     from lakehouse.stack import stack
 
     settings = _settings(args)
     timings: dict[str, float] = {}
-    print("== 1/3 local services", flush=True)
+    print("== 1/4 local services", flush=True)
     t0 = time.monotonic()
     stack.up(settings)
     timings["stack_up_s"] = time.monotonic() - t0
     services = stack.status(settings)
 
-    print("== 2/3 Spark + Delta: write a table, read it back by name", flush=True)
+    print(f"== 2/4 OLTP: schema, {args.days} days of history (first run), {args.live_seconds:.0f}s of live payments",
+          flush=True)
+    t0 = time.monotonic()
+    oltp = run_oltp_demo(settings, args.seed, args.days, args.live_seconds, args.rate)
+    timings["oltp_s"] = time.monotonic() - t0
+
+    print("== 3/4 Spark + Delta: write a table, read it back by name", flush=True)
     t0 = time.monotonic()
     spark = get_spark(settings, app_name="lakehouse-demo")
     timings["spark_start_s"] = time.monotonic() - t0
@@ -133,23 +140,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
                dataclasses.asdict(result))
     timings["selfcheck_s"] = time.monotonic() - t0
 
-    print("== 3/3 summary", flush=True)
+    print("== 4/4 summary", flush=True)
     print(_status_table(services))
     runs = read_table(spark, JOB_RUNS.full_name).count()
     total = read_table(spark, SELFCHECK.full_name).count()
     print(format_table(
         ["check", "value"],
-        [["Delta table", f"{SELFCHECK.full_name} at {settings.lakehouse_dir}/ops/selfcheck"],
+        [["OLTP charges", f"{oltp['charges']} ({oltp['captured']} captured, {oltp['fraud_charges']} fraud by "
+                           "ground truth)"],
+         ["OLTP refunds / disputes", f"{oltp['refunds']} / {oltp['disputes']}"],
+         ["OLTP ledger entries", oltp["ledger_rows"]],
+         ["live payments", f"{oltp['live_committed']} at {oltp['live_rate']}/s, p95 {oltp['live_p95_ms']} ms"],
+         ["Delta table", f"{SELFCHECK.full_name} at {settings.lakehouse_dir}/ops/selfcheck"],
          ["rows written / read back", f"{result.rows} / {result.expected_rows} expected"],
          ["sum(amount_minor)", f"{result.sum_minor} / {result.expected_sum_minor} expected"],
          ["rows in table (all runs)", total],
          ["job runs recorded", f"{runs} in {JOB_RUNS.full_name}"],
          ["stack up", f"{timings['stack_up_s']:.1f}s"],
+         ["OLTP steps", f"{timings['oltp_s']:.1f}s"],
          ["Spark session start", f"{timings['spark_start_s']:.1f}s"],
          ["self-check", f"{timings['selfcheck_s']:.1f}s"],
          ["result", "OK" if result.ok and all(s["healthy"] for s in services) else "FAILED"]]))
     print(f"\nTry: lakehouse sql \"SELECT job, status, rows_written, started_at FROM {JOB_RUNS.full_name} "
-          "ORDER BY started_at DESC LIMIT 5\"\nStop the services: lakehouse stack down")
+          "ORDER BY started_at DESC LIMIT 5\"\n     lakehouse simulate --seed 42 --rate 200 --duration 30"
+          "\nStop the services: lakehouse stack down")
     return 0 if result.ok else 1
 
 
@@ -224,8 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="everything end to end on this machine, then a summary")
-    p.add_argument("--rows", type=int, default=100_000)
+    p.add_argument("--rows", type=int, default=100_000, help="rows of the Delta self-check (default 100000)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--days", type=int, default=7, help="days of payment history on the first run (default 7)")
+    p.add_argument("--live-seconds", type=float, default=5, help="seconds of live payments (default 5)")
+    p.add_argument("--rate", type=float, default=50, help="live payments per second (default 50)")
     p.set_defaults(func=cmd_demo)
 
     from lakehouse.oltp.cli import add_parsers as add_oltp_parsers

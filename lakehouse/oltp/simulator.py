@@ -562,6 +562,38 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def world_from_db(conn: psycopg.Connection[Any], cfg: SimConfig) -> World:
+    """The parties and cards that exist in the database (simulated, imported or created by the
+    service), with spending profiles drawn from the seed per customer id — so live traffic works on
+    any populated database."""
+    networks = _networks_by_country()
+    merchants = [Merchant(mid, "", country, mcc, currency.strip(), list(terminals or []))
+                 for mid, country, mcc, currency, terminals in conn.execute(
+                     "SELECT m.merchant_id, m.country_code, m.mcc, m.default_currency, "
+                     "array_agg(t.terminal_id ORDER BY t.terminal_id) FILTER (WHERE t.terminal_id IS NOT NULL) "
+                     "FROM payments.merchants m LEFT JOIN payments.terminals t USING (merchant_id) "
+                     "WHERE m.status = 'active' GROUP BY 1 ORDER BY 1")]
+    if not merchants:
+        raise RuntimeError("no active merchants: backfill first (lakehouse simulate --days N) or import history")
+    by_country: dict[str, list[int]] = {}
+    for m in merchants:
+        by_country.setdefault(m.country, []).append(m.merchant_id)
+    customers = []
+    for cid, country, created, methods in conn.execute(
+            "SELECT c.customer_id, c.country_code, c.created_at, array_agg(pm.payment_method_id ORDER BY 1) "
+            "FROM payments.customers c JOIN payments.payment_methods pm USING (customer_id) "
+            "WHERE pm.status = 'active' GROUP BY 1 ORDER BY 1"):
+        rng = _rng(cfg, "live-profile", cid)
+        local = by_country.get(country) or [m.merchant_id for m in merchants]
+        favourites = rng.sample(local, min(len(local), rng.randint(1, 4)))
+        ip = _ip_in(rng.choice(networks[country]), rng) if country in networks else None
+        customers.append(Customer(cid, "", "", "", country, created, math.exp(rng.gauss(3.4, 0.7)), 0.0,
+                                  favourites, rng.choices(DEVICES, (6, 3, 1))[0], ip or "", list(methods)))
+    if not customers:
+        raise RuntimeError("no customers with an active payment method: backfill or import first")
+    return World(merchants, customers, {}, [], [], [])
+
+
 def live_plan(cfg: SimConfig, world: World, rate: float, duration_s: float) -> Iterator[tuple[float, dict[str, Any]]]:
     """(offset seconds, payment) pairs at `rate` per second, deterministic for the seed."""
     rng = _rng(cfg, "live")
@@ -575,19 +607,19 @@ def live_plan(cfg: SimConfig, world: World, rate: float, duration_s: float) -> I
                          "payment_method_id": rng.choice(c.cards), "currency_code": m.currency,
                          "amount_minor": max(1, round(usd / float(reference.CURRENCIES[m.currency][2])
                                                       * 10 ** reference.CURRENCIES[m.currency][1])),
-                         "device_type": c.device, "ip_address": c.ip, "refund": rng.random() < cfg.refund_rate,
+                         "device_type": c.device, "ip_address": c.ip or None,
+                         "refund": rng.random() < cfg.refund_rate,
                          "decline": rng.random() < 0.05}
 
 
-def run_live(svc: Any, cfg: SimConfig, rate: float, duration_s: float, workers: int = 16,
+def run_live(svc: Any, cfg: SimConfig, world: World, rate: float, duration_s: float, workers: int = 16,
              progress: bool = True) -> LiveStats:
-    """Real-time traffic at `rate` payments/s for `duration_s`, through the ACID service layer,
-    from `workers` concurrent clients. Prints progress every 5 seconds."""
+    """Real-time traffic at `rate` payments/s for `duration_s`, through the ACID service layer, from
+    `workers` concurrent clients, over `world` (see `world_from_db`). Prints progress every 5 seconds."""
     import queue
 
     from lakehouse.oltp.service import ChargeRef, PaymentError
 
-    world = build_world(cfg)
     stats = LiveStats()
     work: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=workers * 4)
 

@@ -3,6 +3,11 @@ tables they write are read by name from other processes."""
 
 from __future__ import annotations
 
+import re
+
+import psycopg
+
+from lakehouse.common.connections import pg_conninfo
 from lakehouse.ops.selfcheck import amount_minor
 from tests.integration.helpers import ROOT, explain, lakehouse, last_json, spark_submit
 
@@ -56,9 +61,17 @@ def test_a_bad_setting_fails_fast_naming_the_key() -> None:
     assert "spark.shuffle_partitions: expected an integer, got 'zero'" in res.stdout + res.stderr, explain(res)
 
 
-def test_demo_prints_its_summary(stack) -> None:
-    res = lakehouse("demo", "--rows", "2000")
+def test_demo_prints_its_summary(stack, settings) -> None:
+    res = lakehouse("demo", "--rows", "2000", "--days", "3", "--live-seconds", "4", "--rate", "25")
     assert res.returncode == 0, explain(res)
+    with psycopg.connect(**pg_conninfo(settings)) as conn:
+        charges, refunds, disputes = conn.execute(
+            "SELECT (SELECT count(*) FROM payments.charges), (SELECT count(*) FROM payments.refunds), "
+            "(SELECT count(*) FROM payments.disputes)").fetchone()
+    assert re.search(rf"OLTP charges +\| {charges} \(", res.stdout), explain(res)
+    assert f"OLTP refunds / disputes  | {refunds} / {disputes}" in res.stdout
+    live = re.search(r"live payments +\| (\d+) at", res.stdout)
+    assert live and int(live.group(1)) == 100, explain(res)   # 25/s for 4 s, every one committed
     n, s = expected(2000, 42)
     assert f"rows written / read back | {n} / {n} expected" in res.stdout, explain(res)
     assert f"sum(amount_minor)        | {s} / {s} expected" in res.stdout
