@@ -2,7 +2,7 @@
 transaction each) per second with p50 / p95 / p99 latency, and pgbench's TPC-B-like TPS on the same
 server in the same run, so the ratio to what the server itself does is visible.
 
-    python bench/oltp_throughput.py [--seconds 30] [--clients 16] [--processes 2]
+    python bench/oltp_throughput.py [--seconds 30] [--clients 12] [--processes 2]
 
 Runs on a private PostgreSQL (free port, temporary state dir); prints the figures and writes
 bench/results/oltp_throughput.json. Target: >= 1,000 tx/s with p95 <= 20 ms on 2 cores.
@@ -23,17 +23,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import private_env, write_result  # noqa: E402
+from _results import private_env, write_result
 
-from lakehouse.common.config import Settings, load_settings  # noqa: E402
-from lakehouse.common.connections import pg_password  # noqa: E402
-from lakehouse.oltp.db import admin_connect, make_pool  # noqa: E402
-from lakehouse.oltp.migrate import migrate  # noqa: E402
-from lakehouse.oltp.service import PaymentsService  # noqa: E402
-from lakehouse.oltp.simulator import SimConfig, backfill, build_world, live_plan, percentile  # noqa: E402
-from lakehouse.oltp.vault import load_vault_key  # noqa: E402
-from lakehouse.stack import stack  # noqa: E402
-from lakehouse.stack.services import Postgres  # noqa: E402
+from lakehouse.common.config import Settings, load_settings
+from lakehouse.common.connections import pg_password
+from lakehouse.oltp.db import admin_connect, make_pool
+from lakehouse.oltp.migrate import migrate
+from lakehouse.oltp.service import PaymentsService
+from lakehouse.oltp.simulator import SimConfig, backfill, build_world, live_plan, percentile
+from lakehouse.oltp.vault import load_vault_key
+from lakehouse.stack import stack
+from lakehouse.stack.services import Postgres
 
 WORLD = SimConfig(seed=1, days=0, end=dt.date(2026, 1, 1), merchants=60, customers=4000)
 
@@ -72,11 +72,36 @@ def client_process(env: dict[str, str], clients: int, seconds: float, offset: in
     out.put(latencies)
 
 
+PAY_SCRIPT = """\\set c random(1, 4000)
+SELECT payments.pay(m.merchant_id, pm.customer_id, pm.payment_method_id, 1000 + :c, m.default_currency, 'mobile',
+       '44.10.1.1'::inet) FROM payments.payment_methods pm, LATERAL (SELECT merchant_id, default_currency
+       FROM payments.merchants ORDER BY merchant_id LIMIT 1 OFFSET (:c % 60)) m WHERE pm.customer_id = :c LIMIT 1;
+"""
+
+
+def pgbench_args(settings: Settings) -> tuple[dict[str, str], list[str]]:
+    env = {**os.environ, "PGPASSWORD": pg_password(settings)}
+    return env, ["-h", settings.services.host, "-p", str(settings.services.postgres.port), "-U",
+                 settings.services.postgres.user]
+
+
+def pgbench_pay(settings: Settings, clients: int, seconds: int) -> float:
+    """The same payment transaction driven by pgbench (a C client): what the server alone sustains."""
+    pg = Postgres(settings)
+    env, args = pgbench_args(settings)
+    script = Path(settings.state_dir) / "pay.sql"
+    script.write_text(PAY_SCRIPT)
+    res = subprocess.run([pg.bin("pgbench"), "-n", "-c", str(clients), "-j", "2", "-T", str(seconds), "-M",
+                          "prepared", "-f", str(script), *args, settings.services.postgres.database],
+                         env=env, check=True, capture_output=True, text=True)
+    m = re.search(r"tps = ([\d.]+) \(without initial connection time\)", res.stdout)
+    assert m, res.stdout
+    return float(m.group(1))
+
+
 def pgbench(settings: Settings, clients: int, seconds: int) -> float:
     pg = Postgres(settings)
-    env = {**os.environ, "PGPASSWORD": pg_password(settings)}
-    args = ["-h", settings.services.host, "-p", str(settings.services.postgres.port), "-U",
-            settings.services.postgres.user]
+    env, args = pgbench_args(settings)
     with admin_connect(settings) as admin:
         admin.autocommit = True
         admin.execute("DROP DATABASE IF EXISTS pgbench")
@@ -93,7 +118,7 @@ def pgbench(settings: Settings, clients: int, seconds: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=30)
-    ap.add_argument("--clients", type=int, default=16, help="client threads in all (default 16)")
+    ap.add_argument("--clients", type=int, default=12, help="client threads in all (default 12)")
     ap.add_argument("--processes", type=int, default=2, help="client processes (default 2: one per core)")
     args = ap.parse_args()
     env = private_env()
@@ -129,6 +154,7 @@ def main() -> None:
         figures["payment_p95_ms"] = round(percentile(latencies, 95), 2)
         figures["payment_p99_ms"] = round(percentile(latencies, 99), 2)
         figures["wall_s_incl_startup"] = round(wall, 1)
+        figures["pgbench_driving_payments_pay_tps"] = round(pgbench_pay(settings, args.clients, int(args.seconds)), 1)
         tps = pgbench(settings, args.clients, int(args.seconds))
         figures["pgbench_tpcb_tps"] = round(tps, 1)
         figures["ratio_payment_to_pgbench"] = round(figures["payment_tx_per_s"] / tps, 2)

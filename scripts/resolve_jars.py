@@ -45,7 +45,7 @@ def mvn_copy(pom: Path, out: Path) -> None:
 
 
 def pyspark_home() -> Path:
-    import pyspark  # noqa: PLC0415 - only needed here
+    import pyspark
 
     return Path(pyspark.__file__).resolve().parent
 

@@ -23,7 +23,8 @@ BEGIN
             payments.platform_fee(r.amount), r.amount - payments.platform_fee(r.amount), r.currency_code);
 END $$;
 
--- Create, authorize and capture a charge in one call (the card-not-present "sale").
+-- Create, authorize and capture a charge in one call (the card-not-present "sale"): the charge is
+-- created already authorized (the authorization decision is part of the request), then captured.
 CREATE FUNCTION payments.pay(p_merchant_id bigint, p_customer_id bigint, p_payment_method_id bigint,
                              p_amount_minor bigint, p_currency_code char(3), p_device_type text,
                              p_ip_address inet DEFAULT NULL, p_terminal_id bigint DEFAULT NULL,
@@ -32,11 +33,10 @@ CREATE FUNCTION payments.pay(p_merchant_id bigint, p_customer_id bigint, p_payme
     LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO payments.charges (merchant_id, terminal_id, customer_id, payment_method_id, amount_minor,
-                                  currency_code, device_type, ip_address, risk_score)
+                                  currency_code, device_type, ip_address, risk_score, status, authorized_at)
     VALUES (p_merchant_id, p_terminal_id, p_customer_id, p_payment_method_id, p_amount_minor, p_currency_code,
-            p_device_type, p_ip_address, p_risk_score)
+            p_device_type, p_ip_address, p_risk_score, 'authorized', now())
     RETURNING charge_id, created_at INTO o_charge_id, o_created_at;
-    UPDATE payments.charges SET status = 'authorized' WHERE charge_id = o_charge_id AND created_at = o_created_at;
     PERFORM payments.capture_charge(o_charge_id, o_created_at);
 END $$;
 
