@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from lakehouse.oltp import reference
 from lakehouse.oltp.service import platform_fee
@@ -465,6 +466,36 @@ SEQUENCES = {  # table -> (sequence, id column)
 }
 
 
+# Tables whose only row triggers are foreign-key checks (and guards on UPDATE / DELETE): their COPY
+# skips the per-row checks, and every foreign key is then verified set-wise in the same transaction.
+BULK_VALIDATED = ("payments.balance_transactions", "labels.fraud_ground_truth")
+
+
+def foreign_key_violations(conn: psycopg.Connection[Any], table: str) -> dict[str, int]:
+    """Rows of `table` whose foreign keys point nowhere, per constraint (one anti-join each)."""
+    fks = conn.execute(
+        "SELECT c.conname, c.confrelid::regclass::text,"
+        " array(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, o) JOIN pg_attribute a"
+        "       ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.o),"
+        " array(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, o) JOIN pg_attribute a"
+        "       ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.o) "
+        "FROM pg_constraint c WHERE c.contype = 'f' AND c.conrelid = %s::regclass AND c.conparentid = 0",
+        (table,)).fetchall()
+    out = {}
+    for name, ref, cols, ref_cols in fks:
+        t = sql.SQL
+        present = t(" AND ").join(t("t.{} IS NOT NULL").format(sql.Identifier(c)) for c in cols)
+        match = t(" AND ").join(t("r.{} = t.{}").format(sql.Identifier(rc), sql.Identifier(c))
+                                for c, rc in zip(cols, ref_cols, strict=True))
+        schema, _, rel = ref.partition(".")
+        query = t("SELECT count(*) FROM {tbl} t WHERE {present} AND NOT EXISTS (SELECT 1 FROM {ref} r WHERE {match})"
+                  ).format(tbl=sql.Identifier(*table.split(".")), present=present,
+                           ref=sql.Identifier(schema, rel) if rel else sql.Identifier(schema), match=match)
+        row = conn.execute(query).fetchone()
+        out[name] = int(row[0]) if row else 0
+    return out
+
+
 def _copy(conn: psycopg.Connection[Any], table: str, rows: Iterable[Sequence[Any]]) -> int:
     cols = ", ".join(TABLE_COLUMNS[table])
     n = 0
@@ -523,7 +554,14 @@ def backfill(conn: psycopg.Connection[Any], cfg: SimConfig, key: VaultKey, progr
                    "labels.fraud_ground_truth": history.labels}
         for table, rows in tables.items():
             t1 = time.monotonic()
+            if table in BULK_VALIDATED:
+                conn.execute("SET LOCAL session_replication_role = replica")
             counts[table] = _copy(conn, table, rows)
+            if table in BULK_VALIDATED:
+                conn.execute("SET LOCAL session_replication_role = origin")
+                broken = {k: v for k, v in foreign_key_violations(conn, table).items() if v}
+                if broken:
+                    raise RuntimeError(f"backfill: {table} has rows violating foreign keys {broken}; nothing loaded")
             say(f"  {table:<32} {counts[table]:>9,} rows  {time.monotonic() - t1:6.1f}s")
         with conn.cursor() as cur:
             cur.executemany("SELECT vault.store_pan(%s, %s, %s)",

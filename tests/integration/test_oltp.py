@@ -300,3 +300,22 @@ def test_the_fee_rule_is_the_same_in_sql_and_python(oltp: Settings) -> None:
     with connect(oltp) as conn:
         in_sql = [one(conn, "SELECT payments.platform_fee(%s)", a) for a in amounts]
     assert in_sql == [platform_fee(a) for a in amounts]
+
+
+def test_bulk_loads_verify_foreign_keys_set_wise(oltp: Settings) -> None:
+    from lakehouse.oltp.simulator import foreign_key_violations
+
+    with admin_connect(oltp) as admin:
+        assert foreign_key_violations(admin, "labels.fraud_ground_truth") == {
+            "fraud_ground_truth_charge_id_charge_created_at_fkey": 0}
+        admin.execute("SET LOCAL session_replication_role = replica")
+        admin.execute("INSERT INTO labels.fraud_ground_truth VALUES (999999, '2026-01-01', false, NULL, 'simulator')")
+        admin.execute("SET LOCAL session_replication_role = origin")
+        assert foreign_key_violations(admin, "labels.fraud_ground_truth") == {
+            "fraud_ground_truth_charge_id_charge_created_at_fkey": 1}
+        ledger = foreign_key_violations(admin, "payments.balance_transactions")
+        admin.rollback()
+    assert set(ledger) == {"balance_transactions_merchant_id_fkey", "balance_transactions_refund_id_fkey",
+                           "balance_transactions_dispute_id_fkey", "balance_transactions_currency_code_fkey",
+                           "balance_transactions_charge_id_charge_created_at_fkey"}
+    assert set(ledger.values()) == {0}
