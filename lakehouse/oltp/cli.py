@@ -111,7 +111,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
-    from lakehouse.oltp.importer import MappingError, format_report, run_import
+    from lakehouse.oltp.importer import ImportFailed, MappingError, format_report, run_import
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -124,5 +124,10 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps({"ok": False, "mapping_error": str(e)}))
         print(f"error: mapping: {e}", file=sys.stderr)
         return 2
+    except ImportFailed as e:
+        if args.json:
+            print(json.dumps({"ok": False, "error": str(e)}))
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report, args.max_errors))
     return 0 if report.ok else 1

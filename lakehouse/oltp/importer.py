@@ -49,6 +49,8 @@ MAX_MINOR = 2**63 - 1
 IMPORT_CARD = {"brand": "other", "bin": "000000", "last4": "0000", "exp_month": 12, "exp_year": 2099}
 _FINGERPRINT_SALT = "lakehouse import card v1:"
 _LOCK = "lakehouse.oltp.import"
+_PARTITION_LOCK_TIMEOUT_MS = 3000   # per attempt to add month partitions …
+_PARTITION_ATTEMPTS = 5             # … with 1, 2, 3, … s pauses between attempts
 
 Progress = Callable[[str], None]
 
@@ -929,44 +931,110 @@ class _Ticker:
 
 def import_file(conn: Any, path: str | Path, mapping: ImportMapping, *, dry_run: bool = False,
                 seed_reference: bool = False, progress: Progress | None = None) -> ImportReport:
-    """Imports one file on `conn` (the application role, not in a transaction): all rows or none.
+    """Imports one file on `conn` (the application role, idle: not in a transaction): all rows or none.
 
     Returns the report; `report.errors` lists every bad row (then nothing was written). Raises
-    `MappingError` when the mapping does not fit the file or names a code missing from ref.*.
+    `MappingError` when the mapping does not fit the file or names a code missing from ref.*, and
+    `ImportFailed` when the month partitions cannot be added.
+
+    Three steps on this one session, which holds an advisory lock (one import at a time) throughout:
+    validate and stage (a transaction; rolled back when a row is bad), add the month partitions (a
+    short transaction of their own: creating a partition locks all of payments.charges, which must not
+    last as long as the load), load everything from the stage (one transaction). A dry run does the
+    first and the last in one transaction that is rolled back, and adds no partition.
     """
+    from psycopg import pq
+
     from lakehouse.oltp.service import platform_fee
 
+    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        raise ValueError("import_file needs a connection that is not inside a transaction")
     path = Path(path)
     source = open_source(path, mapping)
     report = ImportReport(file=str(path), format=source.format, dry_run=dry_run)
     tick = _Ticker(progress)
     t0 = time.monotonic()
-    try:
-        with conn.transaction():
-            conn.execute("SET LOCAL timezone = 'UTC'")  # month partitions and date_trunc in UTC
-            # The foreign-key checks against the partitioned payments.charges run one cached query per row;
-            # PostgreSQL 15's default re-plans it for every row (~140 µs), the generic plan takes ~20 µs.
-            conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK,))  # one import at a time
-            if seed_reference:
-                from lakehouse.oltp.reference import ensure_reference_data
 
-                ensure_reference_data(conn)
-            ref = read_reference(conn)
-            check_mapping_reference(mapping, ref)
-            _stage(conn, source, RowParser(mapping, ref, platform_fee, source.fields), report, tick)
-            _check_stage(conn, mapping, report, tick)
-            if report.errors:
-                report.errors.sort(key=lambda e: (e.line, FIELDS.index(e.field) if e.field in FIELDS else 99))
+    def validate() -> None:
+        conn.execute("SET LOCAL timezone = 'UTC'")  # month boundaries in UTC
+        if seed_reference:
+            from lakehouse.oltp.reference import ensure_reference_data
+
+            ensure_reference_data(conn)
+        ref = read_reference(conn)
+        check_mapping_reference(mapping, ref)
+        _stage(conn, source, RowParser(mapping, ref, platform_fee, source.fields), report, tick)
+        _check_stage(conn, mapping, report, tick)
+        if report.errors:
+            report.errors.sort(key=lambda e: (e.line, FIELDS.index(e.field) if e.field in FIELDS else 99))
+            raise _Abort
+
+    def load() -> None:
+        conn.execute("SET LOCAL timezone = 'UTC'")
+        # The foreign-key checks against the partitioned payments.charges run one cached query per row;
+        # PostgreSQL 15's default re-plans it for every row (~140 µs), the generic plan takes ~20 µs.
+        conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        _load(conn, path, source.format, mapping, report, tick)
+
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (_LOCK,))
+    try:
+        if dry_run:
+            with conn.transaction():
+                validate()
+                load()
                 raise _Abort
-            _load(conn, path, source.format, mapping, report, tick)
-            report.loaded = not dry_run
-            if dry_run:
-                raise _Abort
+        else:
+            with conn.transaction():
+                validate()
+            _ensure_partitions(conn, report, tick)
+            with conn.transaction():
+                load()
+            report.loaded = True
     except _Abort:
         pass
+    finally:
+        if conn.info.transaction_status == pq.TransactionStatus.IDLE:
+            with conn.transaction():
+                conn.execute("DROP TABLE IF EXISTS pg_temp.import_stage")
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_LOCK,))
     report.seconds = time.monotonic() - t0
     return report
+
+
+class ImportFailed(RuntimeError):
+    """The import could not complete for a reason other than its rows (nothing was loaded)."""
+
+
+def _ensure_partitions(conn: Any, report: ImportReport, tick: _Ticker) -> None:
+    """One partition per month that has rows (never a run of empty months), in a short transaction of its
+    own; retried when a long transaction elsewhere holds payments.charges. A month whose rows already sit
+    in the DEFAULT partition cannot get its own (PostgreSQL refuses): its rows go there too."""
+    from psycopg import errors
+
+    attempts = _PARTITION_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            with conn.transaction():
+                conn.execute("SET LOCAL timezone = 'UTC'")
+                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(_PARTITION_LOCK_TIMEOUT_MS)))
+                made = 0
+                for table in ("charges", "balance_transactions"):
+                    for (n,) in conn.execute(sql.SQL(
+                            "SELECT payments.ensure_month_partitions({table}, mo, mo) FROM (SELECT DISTINCT "
+                            "date_trunc('month', created_at)::date AS mo FROM import_stage WHERE NOT skip) x "
+                            "WHERE NOT EXISTS (SELECT 1 FROM {default} d WHERE d.created_at >= x.mo "
+                            "                  AND d.created_at < x.mo + interval '1 month')").format(
+                            table=sql.Literal(table), default=sql.Identifier("payments", f"{table}_default"))):
+                        made += int(n)
+            report.partitions_created = made
+            return
+        except errors.LockNotAvailable:
+            if attempt == attempts:
+                raise ImportFailed("could not add the month partitions: payments.charges stayed locked by other "
+                                   f"sessions ({attempts} attempts); nothing was loaded, try again later") from None
+            tick(f"payments.charges is busy; adding partitions again in {attempt}s", force=True)
+            time.sleep(attempt)
 
 
 def _stage(conn: Any, source: Source, parser: RowParser, report: ImportReport, tick: _Ticker) -> None:
@@ -974,7 +1042,7 @@ def _stage(conn: Any, source: Source, parser: RowParser, report: ImportReport, t
         "CREATE TEMP TABLE import_stage (line bigint NOT NULL, tx_ref text NOT NULL, created_at timestamptz NOT NULL,"
         " customer_ref text NOT NULL, merchant_ref text NOT NULL, terminal_ref text, amount_minor bigint NOT NULL,"
         " currency char(3) NOT NULL, fee_minor bigint NOT NULL, status text NOT NULL, is_fraud boolean,"
-        " device_type text NOT NULL, skip boolean NOT NULL DEFAULT false) ON COMMIT DROP")
+        " device_type text NOT NULL, skip boolean NOT NULL DEFAULT false)")   # lives until import_file ends
     total = f" of {source.total_rows:,}" if source.total_rows else ""
     with conn.cursor().copy(f"COPY import_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy:
         for row in source.rows():
@@ -1064,17 +1132,6 @@ def _load(conn: Any, path: Path, fmt: str, mapping: ImportMapping, report: Impor
     for currency, total in ex("SELECT currency, sum(amount_minor) FROM import_stage WHERE NOT skip "
                               "GROUP BY currency ORDER BY currency"):
         report.amount_minor_by_currency[currency.strip()] = int(total)
-
-    # Partitions first: one per month that has rows (never a run of empty months). A month whose rows
-    # already sit in the DEFAULT partition cannot get its own (PostgreSQL refuses): its rows go there too.
-    for table in ("charges", "balance_transactions"):
-        for (made,) in ex(sql.SQL(
-                "SELECT payments.ensure_month_partitions({table}, mo, mo) FROM (SELECT DISTINCT "
-                "date_trunc('month', created_at)::date AS mo FROM import_stage WHERE NOT skip) x "
-                "WHERE NOT EXISTS (SELECT 1 FROM {default} d WHERE d.created_at >= x.mo "
-                "                  AND d.created_at < x.mo + interval '1 month')").format(
-                table=sql.Literal(table), default=sql.Identifier("payments", f"{table}_default"))):
-            report.partitions_created += int(made)
 
     # Parties, found by external_ref or created. A terminal that exists keeps its merchant; the merchant
     # derived for a terminal (per terminal, or defaults.merchant) is only created for new terminals.

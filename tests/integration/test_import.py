@@ -20,8 +20,10 @@ from psycopg import sql
 
 from lakehouse.cli import main
 from lakehouse.common.config import Settings
+from lakehouse.oltp import importer
 from lakehouse.oltp.db import admin_connect, connect
 from lakehouse.oltp.importer import (
+    ImportFailed,
     ImportReport,
     MappingError,
     RowError,
@@ -449,7 +451,13 @@ def test_a_failure_while_loading_leaves_nothing_behind(oltp: Settings, sim_csv: 
         run_import(db, sim_csv, SIM_MAPPING)
     monkeypatch.undo()
     assert "INSERT INTO payments.charges" in seen and "INSERT INTO payments.balance_transactions" in seen
-    assert snapshot(db) == before
+    after = snapshot(db)
+    assert {k: v for k, v in after.items() if k != "partitions"} == \
+        {k: v for k, v in before.items() if k != "partitions"}
+    # only the month partitions stay (empty): they are added in a short transaction before the load
+    added = set(after["partitions"]) - set(before["partitions"])
+    assert {p for p in added if not p.endswith(("_pkey", "_idx"))} == {
+        "charges_2019_03", "charges_2019_04", "balance_transactions_2019_03", "balance_transactions_2019_04"}
 
 
 def test_months_already_in_the_default_partition_stay_there(oltp: Settings, sim_csv: Path, tmp_path: Path) -> None:
@@ -473,3 +481,45 @@ def test_months_already_in_the_default_partition_stay_there(oltp: Settings, sim_
         assert one(conn, "SELECT count(*) FROM payments.balance_transactions_2018_11") == 1
         assert one(conn, "SELECT count(*) FROM payments.charges_2019_04") == 3 + 1
         assert one(conn, "SELECT to_regclass('payments.charges_2018_11')") is None
+
+
+def test_live_payments_are_not_locked_out_while_history_loads(oltp: Settings, sim_csv: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding a partition locks all of payments.charges; it happens in a short transaction of its own, so
+    during the (long) load other sessions still read and write charges."""
+    db = fresh_database(oltp, "import_live")
+    probes: list[int] = []
+    real_execute = psycopg.Connection.execute
+
+    def probing_execute(self: psycopg.Connection[Any], query: Any, *args: Any, **kw: Any) -> Any:
+        if str(query).startswith("INSERT INTO labels.fraud_ground_truth"):   # mid-load: charges are in
+            with connect(db, autocommit=True) as other:
+                other.execute("SET lock_timeout = '2s'")
+                probes.append(one(other, "SELECT count(*) FROM payments.charges"))
+        return real_execute(self, query, *args, **kw)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", probing_execute)
+    report = run_import(db, sim_csv, SIM_MAPPING)
+    assert (report.errors, report.charges_created, report.partitions_created) == ([], 6, 4)
+    assert probes == [0]   # not blocked, and the uncommitted load is invisible
+
+
+def test_partitions_that_cannot_be_added_fail_the_import_cleanly(oltp: Settings, sim_csv: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    db = fresh_database(oltp, "import_locked")
+    monkeypatch.setattr(importer, "_PARTITION_LOCK_TIMEOUT_MS", 200)
+    monkeypatch.setattr(importer, "_PARTITION_ATTEMPTS", 2)
+    mapping_path = tmp_path / "sim.yaml"
+    mapping_path.write_text(json.dumps(SIM_MAPPING))
+    before = snapshot(db)
+    with connect(db) as blocker:   # a long reader elsewhere (a report, a snapshot) holding payments.charges
+        blocker.execute("SELECT count(*) FROM payments.charges")
+        with pytest.raises(ImportFailed, match=r"payments\.charges stayed locked by other sessions"):
+            run_import(db, sim_csv, SIM_MAPPING)
+        capsys.readouterr()
+        assert cli(db, str(sim_csv), "--mapping", str(mapping_path)) == 1
+        assert "error: could not add the month partitions" in capsys.readouterr().err
+        blocker.rollback()
+    assert snapshot(db) == before
+    assert run_import(db, sim_csv, SIM_MAPPING).charges_created == 6
