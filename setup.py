@@ -18,6 +18,7 @@ setup(
         "kafka-python==3.0.12",
         "psycopg[binary,pool]>=3.2,<4",
         "PyYAML>=6,<7",
+        "pyarrow",                      # Parquet files for `lakehouse oltp import`
         "redis>=5",
     ],
     extras_require={

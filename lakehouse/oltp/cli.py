@@ -75,7 +75,14 @@ def cmd_failover(settings: Settings, immediate: bool, as_json: bool) -> int:
 def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from lakehouse.oltp.db import admin_connect, make_pool
     from lakehouse.oltp.service import PaymentsService
-    from lakehouse.oltp.simulator import SimConfig, backfill, percentile, run_live, world_from_db
+    from lakehouse.oltp.simulator import (
+        SimConfig,
+        backfill,
+        ensure_partitions_ahead,
+        percentile,
+        run_live,
+        world_from_db,
+    )
     from lakehouse.oltp.vault import load_vault_key
 
     if (args.days is None) == (args.rate is None):
@@ -96,6 +103,7 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
         empty = conn.execute("SELECT count(*) = 0 FROM payments.customers").fetchone()
         if empty and empty[0]:
             backfill(conn, cfg, key)            # the world (parties, cards) without history
+        ensure_partitions_ahead(conn)
         world = world_from_db(conn, cfg)
     with make_pool(settings, min_size=args.workers, max_size=args.workers) as pool:
         t0 = time.monotonic()

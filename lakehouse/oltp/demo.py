@@ -10,7 +10,14 @@ from lakehouse.common.config import Settings
 from lakehouse.oltp.db import admin_connect, make_pool
 from lakehouse.oltp.migrate import migrate
 from lakehouse.oltp.service import PaymentsService
-from lakehouse.oltp.simulator import SimConfig, backfill, percentile, run_live, world_from_db
+from lakehouse.oltp.simulator import (
+    SimConfig,
+    backfill,
+    ensure_partitions_ahead,
+    percentile,
+    run_live,
+    world_from_db,
+)
 from lakehouse.oltp.vault import load_vault_key
 
 
@@ -26,6 +33,7 @@ def run_oltp_demo(settings: Settings, seed: int, days: int, live_seconds: float,
             t0 = time.monotonic()
             backfill(conn, cfg, key)
             out["backfill_s"] = round(time.monotonic() - t0, 1)
+        ensure_partitions_ahead(conn)
         world = world_from_db(conn, cfg)
     with make_pool(settings, min_size=8, max_size=8) as pool:
         t0 = time.monotonic()

@@ -600,6 +600,16 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def ensure_partitions_ahead(conn: psycopg.Connection[Any], months: int = 2) -> None:
+    """Monthly partitions of charges and the ledger from this month to `months` ahead (idempotent), so
+    that live traffic never lands in the default partition."""
+    today = dt.datetime.now(UTC).date()
+    ahead = today + dt.timedelta(days=31 * months)
+    for table in ("charges", "balance_transactions"):
+        conn.execute("SELECT payments.ensure_month_partitions(%s, %s, %s)", (table, today, ahead))
+    conn.commit()
+
+
 def world_from_db(conn: psycopg.Connection[Any], cfg: SimConfig) -> World:
     """The parties and cards that exist in the database (simulated, imported or created by the
     service), with spending profiles drawn from the seed per customer id — so live traffic works on
