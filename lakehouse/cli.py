@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lakehouse.common.config import ConfigError, Settings, load_settings, parse_overrides
+from lakehouse.common.config import ConfigError, Settings, as_dict, load_settings, parse_overrides
 from lakehouse.common.jobs import JOBS, add_common_options
 
 
@@ -170,8 +170,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # --- config / jobs ------------------------------------------------------------------------------
 def cmd_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    doc = dataclasses.asdict(settings)
-    doc["spark"]["extra"] = dict(settings.spark.extra)
+    doc = as_dict(settings)
     doc["derived"] = {"state_dir": str(settings.state_dir), "jar_dir": str(settings.jar_dir),
                       "lakehouse_dir": settings.lakehouse_dir, "checkpoint_dir": settings.checkpoint_dir}
     print(json.dumps(doc, indent=2, default=str))

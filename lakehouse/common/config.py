@@ -106,12 +106,42 @@ class ServicesConfig:
 
 
 @dataclass(frozen=True)
+class CdcConfig:
+    connector: str
+    topic_prefix: str
+    publication: str
+    slot: str
+    snapshot_mode: str
+    heartbeat_ms: int
+    partitions: int
+    retention_hours: int
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    topic_prefix: str
+    partitions: int
+    retention_hours: int
+    noise: float
+
+
+@dataclass(frozen=True)
+class BronzeConfig:
+    trigger_interval: str
+    max_offsets_per_trigger: int
+    starting_offsets: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated, immutable configuration of one environment."""
 
     env: str
     paths: PathsConfig
     spark: SparkConfig
+    cdc: CdcConfig
+    events: EventsConfig
+    bronze: BronzeConfig
     services: ServicesConfig
 
     # Derived locations: absolute, so that any process (or executor) resolves the same place.
@@ -147,6 +177,15 @@ class Settings:
             "services.connect.port": s.connect.port,
             "services.redis.port": s.redis.port,
         }
+
+
+def as_dict(value: Any) -> Any:
+    """Settings (or a part of them) as plain dicts, for printing."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_dict(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {k: as_dict(v) for k, v in value.items()}
+    return value
 
 
 def _absolute(path: str) -> Path:
@@ -271,6 +310,10 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
         return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
@@ -307,5 +350,14 @@ def _validate(s: Settings) -> None:
     if s.env == "cluster" and not s.paths.lakehouse_dir:
         raise ConfigError("paths.lakehouse_dir: must be set for env 'cluster' (storage every executor reaches, "
                           "e.g. s3a://bucket/lakehouse); set LAKEHOUSE__PATHS__LAKEHOUSE_DIR")
+    if not 0.0 <= s.events.noise <= 1.0:
+        raise ConfigError(f"events.noise: must be between 0 and 1, got {s.events.noise}")
+    if s.cdc.snapshot_mode not in ("initial", "never", "when_needed", "no_data", "initial_only", "always"):
+        raise ConfigError(f"cdc.snapshot_mode: {s.cdc.snapshot_mode!r} is not a Debezium snapshot mode")
+    if s.bronze.starting_offsets not in ("earliest", "latest"):
+        raise ConfigError(f"bronze.starting_offsets: must be earliest or latest, got {s.bronze.starting_offsets!r}")
+    for key, n in (("cdc.partitions", s.cdc.partitions), ("events.partitions", s.events.partitions)):
+        if n < 1:
+            raise ConfigError(f"{key}: must be >= 1, got {n}")
     if s.services.start_timeout_s < 1:
         raise ConfigError("services.start_timeout_s: must be >= 1")

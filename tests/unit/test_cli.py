@@ -38,3 +38,14 @@ def test_bad_configuration_exits_2_naming_the_key(capsys: pytest.CaptureFixture[
     monkeypatch.setenv("LAKEHOUSE__SERVICES__REDIS__PORT", "not-a-port")
     assert main(["stack", "status"]) == 2
     assert "services.redis.port: expected an integer, got 'not-a-port'" in capsys.readouterr().err
+
+
+def test_config_prints_the_resolved_settings(capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKEHOUSE__CDC__PARTITIONS", "5")
+    assert main(["--env", "test", "--set", "spark.extra.spark.sql.x=1", "config"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["env"] == "test"
+    assert doc["spark"]["extra"] == {"spark.sql.x": "1"}
+    assert doc["cdc"]["partitions"] == 5
+    assert doc["derived"]["lakehouse_dir"].endswith("/lakehouse")
