@@ -36,3 +36,29 @@ def last_json(stdout: str) -> Any:
 
 def explain(res: subprocess.CompletedProcess[str]) -> str:
     return f"exit {res.returncode}\n--- stdout\n{res.stdout[-3000:]}\n--- stderr\n{res.stderr[-5000:]}"
+
+
+def fresh_database(settings: Any, name: str, seed_reference: bool = False) -> Any:
+    """A new, migrated database `name` on the test PostgreSQL (dropped first if it exists); returns
+    settings that point at it. Lets a test count exactly, whatever other tests wrote elsewhere."""
+    import dataclasses
+
+    from psycopg import sql
+
+    from lakehouse.oltp.db import admin_connect, connect
+    from lakehouse.oltp.migrate import migrate
+    from lakehouse.oltp.reference import ensure_reference_data
+
+    with admin_connect(settings) as admin:
+        admin.autocommit = True
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
+                                                                  sql.Identifier(settings.services.postgres.user)))
+    db = dataclasses.replace(settings, services=dataclasses.replace(
+        settings.services, postgres=dataclasses.replace(settings.services.postgres, database=name)))
+    migrate(db)
+    if seed_reference:
+        with connect(db) as conn:
+            ensure_reference_data(conn)
+            conn.commit()
+    return db

@@ -16,7 +16,6 @@ import psycopg
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
-from psycopg import sql
 
 from lakehouse.cli import main
 from lakehouse.common.config import Settings
@@ -31,9 +30,8 @@ from lakehouse.oltp.importer import (
     import_file,
     parse_mapping,
 )
-from lakehouse.oltp.migrate import migrate
-from lakehouse.oltp.reference import ensure_reference_data
 from lakehouse.oltp.service import platform_fee
+from tests.integration import helpers
 
 UTC = dt.UTC
 
@@ -57,19 +55,7 @@ SIM_AMOUNTS = [1000, 99, 12050, 500, 123456, 1]
 
 
 def fresh_database(settings: Settings, name: str, seed_reference: bool = True) -> Settings:
-    with admin_connect(settings) as admin:
-        admin.autocommit = True
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
-                                                                  sql.Identifier(settings.services.postgres.user)))
-    db = dataclasses.replace(settings, services=dataclasses.replace(
-        settings.services, postgres=dataclasses.replace(settings.services.postgres, database=name)))
-    migrate(db)
-    if seed_reference:
-        with connect(db) as conn:
-            ensure_reference_data(conn)
-            conn.commit()
-    return db
+    return helpers.fresh_database(settings, name, seed_reference=seed_reference)  # type: ignore[no-any-return]
 
 
 def snapshot(db: Settings) -> dict[str, Any]:

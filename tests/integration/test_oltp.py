@@ -10,16 +10,16 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg import errors, sql
+from psycopg import errors
 
 from lakehouse.common.config import Settings
 from lakehouse.oltp.db import admin_connect, connect, make_pool
-from lakehouse.oltp.migrate import migrate
 from lakehouse.oltp.pan_scan import scan_for_pans
 from lakehouse.oltp.reference import ensure_reference_data
 from lakehouse.oltp.service import ChargeRef, PaymentError, PaymentsService, run_in_tx
 from lakehouse.oltp.simulator import SimConfig, backfill
 from lakehouse.oltp.vault import CardError, load_vault_key, reveal_pan
+from tests.integration.helpers import fresh_database
 
 PAN = "4242424242424242"
 
@@ -225,18 +225,6 @@ def test_only_the_vault_role_reads_card_numbers(svc: PaymentsService, party: dic
     with psycopg.connect(host=oltp.services.host, port=pg.port, dbname=pg.database, user="vault_auditor",
                          password="auditor-pw") as auditor:
         assert reveal_pan(auditor, load_vault_key(oltp), token) == PAN
-
-
-def fresh_database(settings: Settings, name: str) -> Settings:
-    with admin_connect(settings) as admin:
-        admin.autocommit = True
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name),
-                                                                  sql.Identifier(settings.services.postgres.user)))
-    db = dataclasses.replace(settings, services=dataclasses.replace(
-        settings.services, postgres=dataclasses.replace(settings.services.postgres, database=name)))
-    migrate(db)
-    return db
 
 
 TABLES = ("payments.merchants", "payments.terminals", "payments.customers", "payments.payment_methods",
