@@ -37,6 +37,8 @@ from typing import Any
 import yaml
 from psycopg import sql
 
+from lakehouse.oltp.vault import letters_hex, new_token
+
 UTC = dt.UTC
 STATUSES = ("pending", "authorized", "captured", "failed", "canceled")
 DEVICE_TYPES = ("mobile", "desktop", "tablet", "pos", "unknown")
@@ -460,9 +462,11 @@ def parse_label(value: Any, true_values: Sequence[str], false_values: Sequence[s
 
 
 def import_card_fingerprint(customer_ref: str) -> str:
-    """The placeholder card's fingerprint: 32 hex chars derived from the customer's external ref only
-    (no card data exists). Equal in SQL: left(encode(sha256(convert_to(salt || ref, 'UTF8')), 'hex'), 32)."""
-    return hashlib.sha256((_FINGERPRINT_SALT + customer_ref).encode()).hexdigest()[:32]
+    """The placeholder card's fingerprint: 32 hex chars (spelled a-p, see vault.letters_hex) derived from
+    the customer's external ref only (no card data exists). Equal in SQL:
+    translate(left(encode(sha256(convert_to(salt || ref, 'UTF8')), 'hex'), 32),
+              '0123456789abcdef', 'abcdefghijklmnop')."""
+    return letters_hex(hashlib.sha256((_FINGERPRINT_SALT + customer_ref).encode()).hexdigest()[:32])
 
 
 # ------------------------------------------------------------------------------------------- rows
@@ -567,7 +571,7 @@ class RowParser:
             tx_ref = prefix + tx_id
         else:  # no id in the source: the row's content; identical rows are numbered in SQL (_check_stage)
             content = "|".join([created_at.isoformat(), customer, merchant, terminal or "", str(minor), currency])
-            tx_ref = prefix + "row:" + hashlib.sha256(content.encode()).hexdigest()[:32]
+            tx_ref = prefix + "row:" + letters_hex(hashlib.sha256(content.encode()).hexdigest()[:32])
         return (line, tx_ref, created_at, customer, merchant, terminal, minor, currency, self.fee(minor), status,
                 is_fraud, device)
 
@@ -1160,7 +1164,8 @@ def _load(conn: Any, path: Path, fmt: str, mapping: ImportMapping, report: Impor
     # One placeholder card per customer for imported history (reused by later imports).
     ex("CREATE TEMP TABLE import_customers ON COMMIT DROP AS "
        "SELECT c.customer_id, c.external_ref, x.first_at, "
-       "       left(encode(sha256(convert_to(%(salt)s || c.external_ref, 'UTF8')), 'hex'), 32) AS fingerprint "
+       "       translate(left(encode(sha256(convert_to(%(salt)s || c.external_ref, 'UTF8')), 'hex'), 32),"
+       "                 '0123456789abcdef', 'abcdefghijklmnop') AS fingerprint "
        "FROM (SELECT customer_ref, min(created_at) AS first_at FROM import_stage WHERE NOT skip "
        "      GROUP BY customer_ref) x JOIN payments.customers c ON c.external_ref = x.customer_ref", p)
     need = ex("SELECT ic.customer_id, ic.fingerprint, ic.first_at FROM import_customers ic WHERE NOT EXISTS ("
@@ -1168,7 +1173,6 @@ def _load(conn: Any, path: Path, fmt: str, mapping: ImportMapping, report: Impor
               " WHERE pm.customer_id = ic.customer_id AND cd.fingerprint = ic.fingerprint) "
               "ORDER BY ic.first_at, ic.customer_id").fetchall()
     if need:
-        from lakehouse.oltp.vault import new_token
 
         ids, fps, firsts = (list(col) for col in zip(*need, strict=True))
         tokens = [new_token() for _ in ids]

@@ -137,7 +137,9 @@ CREATE TABLE payments.cards (
     last4              char(4) NOT NULL CHECK (last4 ~ '^[0-9]{4}$'),
     exp_month          smallint NOT NULL CHECK (exp_month BETWEEN 1 AND 12),
     exp_year           smallint NOT NULL CHECK (exp_year BETWEEN 2000 AND 2100),
-    fingerprint        text NOT NULL CHECK (fingerprint ~ '^[0-9a-f]{32}$'),   -- keyed hash: same card, same value
+    -- keyed hash: same card, same value; hex written with the letters a-p, so that it can never
+    -- contain a run of digits that looks like a card number to a PAN scanner
+    fingerprint        text NOT NULL CHECK (fingerprint ~ '^[a-p]{32}$'),
     issuing_country    char(2) NOT NULL REFERENCES ref.countries,
     FOREIGN KEY (payment_method_id, kind) REFERENCES payments.payment_methods (payment_method_id, kind)
 );

@@ -199,10 +199,10 @@ def test_ids_and_labels() -> None:
         parse_label("", yes, no)
 
 
-def test_placeholder_card_fingerprint_is_32_hex_and_deterministic() -> None:
+def test_placeholder_card_fingerprint_is_32_letter_hex_and_deterministic() -> None:
     fp = import_card_fingerprint("sim:42")
     assert fp == import_card_fingerprint("sim:42") != import_card_fingerprint("sim:43")
-    assert len(fp) == 32 and all(c in "0123456789abcdef" for c in fp)
+    assert len(fp) == 32 and all(c in "abcdefghijklmnop" for c in fp)   # hex spelled a-p: never a digit run
 
 
 # ------------------------------------------------------------------------------------------ rows
