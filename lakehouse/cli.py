@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_oltp_parsers(sub, _settings)
 
+    from lakehouse.cdc.cli import add_parsers as add_cdc_parsers
+
+    add_cdc_parsers(sub, _settings)
+
     p = sub.add_parser("config", help="print the resolved configuration")
     p.set_defaults(func=cmd_config)
     p = sub.add_parser("docs", help="regenerate the generated documents: tables (docs/tables.md, the default), "
