@@ -16,6 +16,7 @@ setup(
         "feast[spark,redis,postgres]==0.67.0",
         "mlflow==3.17.2",
         "kafka-python==3.0.12",
+        "crc32c",                       # kafka-python's record CRC in C (pure Python caps a producer at ~2k/s)
         "psycopg[binary,pool]>=3.2,<4",
         "PyYAML>=6,<7",
         "pyarrow",                      # Parquet files for `lakehouse oltp import`

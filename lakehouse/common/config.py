@@ -123,6 +123,7 @@ class EventsConfig:
     partitions: int
     retention_hours: int
     noise: float
+    pii_share: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -350,8 +351,9 @@ def _validate(s: Settings) -> None:
     if s.env == "cluster" and not s.paths.lakehouse_dir:
         raise ConfigError("paths.lakehouse_dir: must be set for env 'cluster' (storage every executor reaches, "
                           "e.g. s3a://bucket/lakehouse); set LAKEHOUSE__PATHS__LAKEHOUSE_DIR")
-    if not 0.0 <= s.events.noise <= 1.0:
-        raise ConfigError(f"events.noise: must be between 0 and 1, got {s.events.noise}")
+    for key, share in (("events.noise", s.events.noise), ("events.pii_share", s.events.pii_share)):
+        if not 0.0 <= share <= 1.0:
+            raise ConfigError(f"{key}: must be between 0 and 1, got {share}")
     if s.cdc.snapshot_mode not in ("initial", "never", "when_needed", "no_data", "initial_only", "always"):
         raise ConfigError(f"cdc.snapshot_mode: {s.cdc.snapshot_mode!r} is not a Debezium snapshot mode")
     if s.bronze.starting_offsets not in ("earliest", "latest"):

@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from lakehouse.common.config import Settings
 
@@ -33,6 +34,10 @@ def add_parsers(sub: argparse._SubParsersAction, settings_of: Callable[[argparse
     sim.add_argument("--rate", type=float, help="real time: payments per second through the ACID service layer")
     sim.add_argument("--duration", type=float, default=60, help="real time: seconds to run (default 60)")
     sim.add_argument("--workers", type=int, default=16, help="real time: concurrent clients (default 16)")
+    sim.add_argument("--events", action="store_true", help="also produce the app events (clickstream, sessions, "
+                     "logs, feedback) of the history / of the live payments to Kafka (docs/events.md)")
+    sim.add_argument("--noise", type=_share, help="with --events: share of malformed or unknown-version events, "
+                     "0..1 (default: events.noise)")
     sim.set_defaults(func=lambda args: cmd_simulate(settings_of(args), args))
 
     p = osub.add_parser("failover", help="fence the primary, promote the hot standby, repoint clients")
@@ -52,6 +57,13 @@ def add_parsers(sub: argparse._SubParsersAction, settings_of: Callable[[argparse
                    help="first insert the missing standard reference data (currencies, countries, MCCs)")
     p.add_argument("--max-errors", type=int, default=100, help="bad rows listed in text output (default 100)")
     p.set_defaults(func=lambda args: cmd_import(settings_of(args), args))
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
 
 
 def cmd_migrate(settings: Settings) -> int:
@@ -78,6 +90,8 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from lakehouse.oltp.simulator import (
         SimConfig,
         backfill,
+        build_history,
+        build_world,
         ensure_partitions_ahead,
         percentile,
         run_live,
@@ -91,31 +105,46 @@ def cmd_simulate(settings: Settings, args: argparse.Namespace) -> int:
     end = args.end or dt.datetime.now(dt.UTC).date()
     cfg = SimConfig(seed=args.seed, days=args.days or 0, end=end, merchants=args.merchants, customers=args.customers)
     key = load_vault_key(settings)
+    if args.events:
+        from lakehouse.events import producer as events
+
+        events.ensure_topics(settings)          # fail before loading anything when Kafka is not there
     if args.days is not None:
         t0 = time.monotonic()
+        world = build_world(cfg) if args.events else None
+        history = build_history(cfg, world) if world is not None else None
         with admin_connect(settings) as conn:   # a bulk load: runs as the administrator, like migrations
-            counts = backfill(conn, cfg, key)
+            counts = backfill(conn, cfg, key, world=world, history=history)
         took = round(time.monotonic() - t0, 1)
-        print(json.dumps({"seed": cfg.seed, "days": cfg.days, "end": str(end), "seconds": took,
-                          "rows": counts}, indent=2))
-        return 0
+        doc: dict[str, Any] = {"seed": cfg.seed, "days": cfg.days, "end": str(end), "seconds": took, "rows": counts}
+        if world is not None and history is not None:
+            doc["events"] = events.produce_history(settings, cfg, world, history, noise=args.noise)
+        print(json.dumps(doc, indent=2))
+        return 1 if doc.get("events", {}).get("failed") else 0
     with admin_connect(settings) as conn:
         empty = conn.execute("SELECT count(*) = 0 FROM payments.customers").fetchone()
         if empty and empty[0]:
             backfill(conn, cfg, key)            # the world (parties, cards) without history
         ensure_partitions_ahead(conn)
         world = world_from_db(conn, cfg)
+    sink = events.live_sink(settings, cfg, world, noise=args.noise) if args.events else None
     with make_pool(settings, min_size=args.workers, max_size=args.workers) as pool:
         t0 = time.monotonic()
-        stats = run_live(PaymentsService(pool, key), cfg, world, args.rate, args.duration, workers=args.workers)
+        stats = run_live(PaymentsService(pool, key), cfg, world, args.rate, args.duration, workers=args.workers,
+                         on_payment=sink)
         took = time.monotonic() - t0
-    print(json.dumps({"seed": cfg.seed, "rate_target": args.rate, "seconds": round(took, 1),
-                      "committed": stats.committed, "rejected": stats.failed,
-                      "rate_achieved": round(stats.committed / took, 1),
-                      "p50_ms": round(percentile(stats.latencies_ms, 50), 2),
-                      "p95_ms": round(percentile(stats.latencies_ms, 95), 2),
-                      "p99_ms": round(percentile(stats.latencies_ms, 99), 2)}, indent=2))
-    return 0
+    doc = {"seed": cfg.seed, "rate_target": args.rate, "seconds": round(took, 1),
+           "committed": stats.committed, "rejected": stats.failed,
+           "rate_achieved": round(stats.committed / took, 1),
+           "p50_ms": round(percentile(stats.latencies_ms, 50), 2),
+           "p95_ms": round(percentile(stats.latencies_ms, 95), 2),
+           "p99_ms": round(percentile(stats.latencies_ms, 99), 2)}
+    failed = False
+    if sink is not None:
+        doc["events"] = report = sink.close()
+        failed = bool(report["failed"] or report["sink_errors"])
+    print(json.dumps(doc, indent=2))
+    return 1 if failed else 0
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:

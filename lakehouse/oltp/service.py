@@ -157,7 +157,7 @@ class PaymentsService:
         (`replayed=True`) and never creates a second one; the same key with different parameters fails."""
         request = [merchant_id, customer_id, payment_method_id, amount_minor, currency_code, device_type,
                    ip_address, terminal_id, description]
-        request_hash = hashlib.sha256(json.dumps(request).encode()).hexdigest()
+        request_hash = vault.letters_hex(hashlib.sha256(json.dumps(request).encode()).hexdigest())
 
         def existing(conn: psycopg.Connection[Any]) -> Charge | None:
             row = conn.execute(
@@ -215,7 +215,7 @@ class PaymentsService:
             risk_score: float | None = None) -> ChargeRef:
         """Create, authorize and capture in ONE transaction (the common card-not-present flow):
         one call of `payments.pay`, whose statements pass through the same triggers as the others."""
-        row = run_statement(self.pool, "SELECT * FROM payments.pay(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        row = run_statement(self.pool, "SELECT * FROM payments.pay(%s, %s, %s, %s, %s, %s, %s, %s, %s::numeric)",
                             (merchant_id, customer_id, payment_method_id, amount_minor, currency_code, device_type,
                              ip_address, terminal_id, risk_score))
         return ChargeRef(row[0], row[1])

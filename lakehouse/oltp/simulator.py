@@ -21,7 +21,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -523,8 +523,10 @@ def _world_rows(cfg: SimConfig, world: World, key: VaultKey) -> dict[str, list[t
     }
 
 
-def backfill(conn: psycopg.Connection[Any], cfg: SimConfig, key: VaultKey, progress: bool = True) -> dict[str, int]:
-    """Generates the world and its history and loads it with COPY in one transaction.
+def backfill(conn: psycopg.Connection[Any], cfg: SimConfig, key: VaultKey, progress: bool = True,
+             world: World | None = None, history: History | None = None) -> dict[str, int]:
+    """Generates the world and its history (unless given, as built by `build_world` / `build_history`
+    for `cfg`) and loads it with COPY in one transaction.
 
     Needs an empty payments schema (ids are the simulator's). Returns rows loaded per table."""
     def say(msg: str) -> None:
@@ -538,8 +540,8 @@ def backfill(conn: psycopg.Connection[Any], cfg: SimConfig, key: VaultKey, progr
     t0 = time.monotonic()
     say(f"simulate: seed {cfg.seed}, {cfg.days} days to {cfg.end}, {cfg.merchants} merchants, "
         f"{cfg.customers} customers")
-    world = build_world(cfg)
-    history = build_history(cfg, world)
+    world = world if world is not None else build_world(cfg)
+    history = history if history is not None else build_history(cfg, world)
     say(f"  generated {len(history.charges):,} charges in {time.monotonic() - t0:.1f}s; loading …")
     counts: dict[str, int] = {}
     with conn.transaction():
@@ -661,9 +663,14 @@ def live_plan(cfg: SimConfig, world: World, rate: float, duration_s: float) -> I
 
 
 def run_live(svc: Any, cfg: SimConfig, world: World, rate: float, duration_s: float, workers: int = 16,
-             progress: bool = True) -> LiveStats:
+             progress: bool = True, on_payment: Callable[[dict[str, Any], Any, bool], None] | None = None
+             ) -> LiveStats:
     """Real-time traffic at `rate` payments/s for `duration_s`, through the ACID service layer, from
-    `workers` concurrent clients, over `world` (see `world_from_db`). Prints progress every 5 seconds."""
+    `workers` concurrent clients, over `world` (see `world_from_db`). Prints progress every 5 seconds.
+
+    `on_payment(payment, ref, ok)`, when given, is called by the worker after each payment (outside the
+    latency measured): the `live_plan` item, the charge's `ChargeRef` (None if none was created) and
+    whether the service accepted it — e.g. the app events' sink."""
     import queue
 
     from lakehouse.oltp.service import ChargeRef, PaymentError
@@ -675,19 +682,23 @@ def run_live(svc: Any, cfg: SimConfig, world: World, rate: float, duration_s: fl
         while (p := work.get()) is not None:
             t0 = time.perf_counter()
             ok = True
+            ref: ChargeRef | None = None
             try:
                 args = {k: p[k] for k in ("merchant_id", "customer_id", "payment_method_id", "amount_minor",
                                           "currency_code", "device_type", "ip_address")}
                 if p["decline"]:
                     charge = svc.create_charge(**args)
+                    ref = charge.ref
                     svc.fail(charge.ref, "card_declined")
                 else:
-                    ref: ChargeRef = svc.pay(**args)
+                    ref = svc.pay(**args)
                     if p["refund"]:
                         svc.refund(ref, max(1, p["amount_minor"] // 2))
             except PaymentError:
                 ok = False
             stats.record(ok, (time.perf_counter() - t0) * 1000)
+            if on_payment is not None:
+                on_payment(p, ref, ok)
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(workers)]
     for t in threads:

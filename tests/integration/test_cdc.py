@@ -39,9 +39,9 @@ CLI_SET = [arg for key, value in OVERRIDES.items() for arg in ("--set", f"{key}=
 PAN = "4000056655665556"       # a valid test card number: it must never reach Kafka
 IMMUTABLE = {"payments.balance_transactions", "payments.import_batches", "payments.imported_charges"}
 SIM = SimConfig(seed=11, days=2, end=dt.datetime.now(dt.UTC).date(), merchants=6, customers=60)
-# keyed digests (hex): 13+ digits in a row passing Luhn occur in ~0.2 % of them by chance; they are checked to
-# be digests instead, and every real card number is searched for exactly
-DIGESTS = {"fingerprint": r"[0-9a-p]{32}", "request_hash": r"[0-9a-f]{64}"}
+# keyed digests, spelled with the letters a-p (vault.letters_hex) so that they never hold a digit run; they are
+# checked to be digests, and every real card number is searched for exactly
+DIGESTS = {"fingerprint": r"[a-p]{32}", "request_hash": r"[a-p]{64}"}
 
 Counts = dict[str, dict[str, int]]   # topic -> op ("r", "c", "u", "d", "t", "tombstone") -> messages
 

@@ -42,7 +42,8 @@ def party(svc: PaymentsService) -> dict[str, int]:
 
 
 def captured(svc: PaymentsService, party: dict[str, int], amount: int = 10_000) -> ChargeRef:
-    return svc.pay(**party, amount_minor=amount, currency_code="USD", device_type="desktop", ip_address="44.10.3.4")
+    return svc.pay(**party, amount_minor=amount, currency_code="USD", device_type="desktop", ip_address="44.10.3.4",
+                   risk_score=0.25)
 
 
 def one(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
