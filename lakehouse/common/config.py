@@ -131,6 +131,7 @@ class BronzeConfig:
     trigger_interval: str
     max_offsets_per_trigger: int
     starting_offsets: str
+    fail_on_data_loss: bool = True
 
 
 @dataclass(frozen=True)
@@ -358,6 +359,12 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"cdc.snapshot_mode: {s.cdc.snapshot_mode!r} is not a Debezium snapshot mode")
     if s.bronze.starting_offsets not in ("earliest", "latest"):
         raise ConfigError(f"bronze.starting_offsets: must be earliest or latest, got {s.bronze.starting_offsets!r}")
+    if s.bronze.max_offsets_per_trigger < 0:
+        raise ConfigError(f"bronze.max_offsets_per_trigger: must be >= 0 (0: no limit), "
+                          f"got {s.bronze.max_offsets_per_trigger}")
+    if not re.match(r"^\d+ (milliseconds?|seconds?|minutes?|hours?)$", s.bronze.trigger_interval):
+        raise ConfigError(f"bronze.trigger_interval: {s.bronze.trigger_interval!r} is not an interval like "
+                          "'5 seconds' or '500 milliseconds'")
     for key, n in (("cdc.partitions", s.cdc.partitions), ("events.partitions", s.events.partitions)):
         if n < 1:
             raise ConfigError(f"{key}: must be >= 1, got {n}")

@@ -58,6 +58,8 @@ JOBS: dict[str, Job] = {
     for job in [
         Job("selfcheck", "write a deterministic batch to Delta, read it back by name, verify it",
             "lakehouse.ops.jobs:selfcheck_job", _selfcheck_args),
+        Job("bronze", "Kafka (CDC and event topics) -> bronze Delta tables, exactly once; --once: catch up and stop",
+            "lakehouse.bronze.jobs:bronze_job"),
     ]
 }
 

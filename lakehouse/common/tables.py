@@ -62,6 +62,7 @@ def register(*specs: TableSpec) -> None:
 
 def _load_layers() -> None:
     # Importing a layer's `tables` module registers its specs.
+    import lakehouse.bronze.tables
     import lakehouse.ops.tables  # noqa: F401
 
 
