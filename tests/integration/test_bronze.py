@@ -25,7 +25,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.bronze.ingest import checkpoint_location, write_bronze_batch
+from lakehouse.bronze.ingest import APP_ID_PREFIX, checkpoint_location, write_bronze_batch
 from lakehouse.common.config import Settings, load_settings
 from lakehouse.common.connections import kafka_bootstrap
 from lakehouse.common.tables import table_path
@@ -298,20 +298,25 @@ def _latest(dir_: Path) -> int | None:
     return max(names) if names else None
 
 
-def _txn_versions(table_dir: Path) -> list[int]:
-    """The `txnVersion`s of the table's commits (one per bronze append)."""
-    versions = []
+def _marked_batch(action: dict) -> int | None:
+    """The batch id of a bronze append's commit (`userMetadata` = `<app id>:<batch id>`), else None."""
+    marker = action.get("commitInfo", {}).get("userMetadata") or ""
+    return int(marker.rsplit(":", 1)[1]) if marker.startswith(APP_ID_PREFIX) else None
+
+
+def _batch_ids(table_dir: Path) -> list[int]:
+    """The batch ids of the table's commits, oldest first (one per bronze append)."""
+    batches = []
     log = table_dir / "_delta_log"
     for commit in sorted(log.glob("*.json")) if log.is_dir() else []:
         for line in commit.read_text().splitlines():
-            action = json.loads(line)
-            if "txn" in action:
-                versions.append(int(action["txn"]["version"]))
-    return versions
+            if (batch := _marked_batch(json.loads(line))) is not None:
+                batches.append(batch)
+    return batches
 
 
-def _latest_txn(table_dir: Path) -> int | None:
-    """The `txnVersion` of the table's newest commit (None before the first)."""
+def _latest_batch(table_dir: Path) -> int | None:
+    """The batch id of the table's newest commit (None before the first)."""
     commits = sorted((table_dir / "_delta_log").glob("*.json")) if (table_dir / "_delta_log").is_dir() else []
     for commit in reversed(commits):
         try:
@@ -319,9 +324,8 @@ def _latest_txn(table_dir: Path) -> int | None:
         except FileNotFoundError:
             continue
         for line in lines:
-            action = json.loads(line)
-            if "txn" in action:
-                return int(action["txn"]["version"])
+            if (batch := _marked_batch(json.loads(line))) is not None:
+                return batch
     return None
 
 
@@ -347,7 +351,7 @@ def test_killed_mid_batch_then_restarted_loses_and_duplicates_nothing(run: Run, 
             # then kill everything at once.
             batch = _latest(checkpoint / "offsets")
             if batch is not None and batch >= 2 and not (checkpoint / "commits" / str(batch)).exists():
-                written = [_latest_txn(d) == batch for d in table_dirs]
+                written = [_latest_batch(d) == batch for d in table_dirs]
                 if any(written) and not all(written):
                     os.killpg(job.pid, signal.SIGKILL)
                     killed_batch = batch
@@ -361,7 +365,7 @@ def test_killed_mid_batch_then_restarted_loses_and_duplicates_nothing(run: Run, 
             job.wait()
     # The kill landed inside the batch: some tables have its append, at least one has not.
     assert not (checkpoint / "commits" / str(killed_batch)).exists()
-    has_batch = [killed_batch in _txn_versions(d) for d in table_dirs]
+    has_batch = [killed_batch in _batch_ids(d) for d in table_dirs]
     assert any(has_batch) and not all(has_batch), has_batch
 
     time.sleep(3)          # a little more traffic after the crash
@@ -377,7 +381,7 @@ def test_killed_mid_batch_then_restarted_loses_and_duplicates_nothing(run: Run, 
     assert sum(len(v) for v in in_kafka.values()) == 4 * traffic.sent
     assert bronze_offsets(run, spark, tables) == in_kafka       # exact: nothing lost, nothing twice
     for d in table_dirs:   # each batch appended once to each table, the interrupted one included
-        versions = _txn_versions(d)
+        versions = _batch_ids(d)
         assert len(versions) == len(set(versions)) and killed_batch in versions, (d.name, versions)
 
     charges_rows = run.table(spark, "cdc_payments_charges")
