@@ -105,6 +105,8 @@ def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
 
 # --- demo --------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
+    from lakehouse.bronze.demo import run_bronze_demo
+    from lakehouse.cdc import connector as cdc
     from lakehouse.common.spark import get_spark
     from lakehouse.common.tables import read_table
     from lakehouse.oltp.demo import run_oltp_demo
@@ -114,19 +116,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     timings: dict[str, float] = {}
-    print("== 1/4 local services", flush=True)
+    print("== 1/6 local services", flush=True)
     t0 = time.monotonic()
     stack.up(settings)
     timings["stack_up_s"] = time.monotonic() - t0
     services = stack.status(settings)
 
-    print(f"== 2/4 OLTP: schema, {args.days} days of history (first run), {args.live_seconds:.0f}s of live payments",
+    print(f"== 2/6 OLTP: schema, {args.days} days of history (first run), {args.live_seconds:.0f}s of live payments",
           flush=True)
     t0 = time.monotonic()
     oltp = run_oltp_demo(settings, args.seed, args.days, args.live_seconds, args.rate)
     timings["oltp_s"] = time.monotonic() - t0
 
-    print("== 3/4 Spark + Delta: write a table, read it back by name", flush=True)
+    print("== 3/6 CDC: publication, Debezium connector, snapshot", flush=True)
+    t0 = time.monotonic()
+    cdc.start(settings, wait=True)
+    timings["cdc_s"] = time.monotonic() - t0
+
+    print("== 4/6 Spark + Delta: write a table, read it back by name", flush=True)
     t0 = time.monotonic()
     spark = get_spark(settings, app_name="lakehouse-demo")
     timings["spark_start_s"] = time.monotonic() - t0
@@ -140,7 +147,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                dataclasses.asdict(result))
     timings["selfcheck_s"] = time.monotonic() - t0
 
-    print("== 4/4 summary", flush=True)
+    print("== 5/6 bronze: Kafka -> bronze Delta (catch up), checked against PostgreSQL", flush=True)
+    t0 = time.monotonic()
+    bronze = run_bronze_demo(spark, settings)
+    timings["bronze_s"] = time.monotonic() - t0
+
+    print("== 6/6 summary", flush=True)
+    ok = result.ok and bronze["ok"] and all(s["healthy"] for s in services)
     print(_status_table(services))
     runs = read_table(spark, JOB_RUNS.full_name).count()
     total = read_table(spark, SELFCHECK.full_name).count()
@@ -156,15 +169,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
          ["sum(amount_minor)", f"{result.sum_minor} / {result.expected_sum_minor} expected"],
          ["rows in table (all runs)", total],
          ["job runs recorded", f"{runs} in {JOB_RUNS.full_name}"],
+         ["bronze rows (this run)", f"{bronze['rows_written']:,} into {len(bronze['rows_by_table'])} tables"],
+         ["charges bronze / OLTP", f"{bronze['charges_in_bronze']:,} / {bronze['charges_expected']:,}"],
          ["stack up", f"{timings['stack_up_s']:.1f}s"],
          ["OLTP steps", f"{timings['oltp_s']:.1f}s"],
+         ["CDC start (snapshot)", f"{timings['cdc_s']:.1f}s"],
          ["Spark session start", f"{timings['spark_start_s']:.1f}s"],
          ["self-check", f"{timings['selfcheck_s']:.1f}s"],
-         ["result", "OK" if result.ok and all(s["healthy"] for s in services) else "FAILED"]]))
+         ["bronze catch-up", f"{timings['bronze_s']:.1f}s"],
+         ["result", "OK" if ok else "FAILED"]]))
     print(f"\nTry: lakehouse sql \"SELECT job, status, rows_written, started_at FROM {JOB_RUNS.full_name} "
-          "ORDER BY started_at DESC LIMIT 5\"\n     lakehouse simulate --seed 42 --rate 200 --duration 30"
-          "\nStop the services: lakehouse stack down")
-    return 0 if result.ok else 1
+          "ORDER BY started_at DESC LIMIT 5\"\n     lakehouse sql \"SELECT op, count(*) FROM "
+          "bronze.cdc_payments_charges GROUP BY op\"\n     lakehouse simulate --seed 42 --rate 200 --duration 30 "
+          "&& lakehouse run bronze --once\nStop the services: lakehouse stack down")
+    return 0 if ok else 1
 
 
 # --- config / jobs ------------------------------------------------------------------------------

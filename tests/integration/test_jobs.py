@@ -62,8 +62,12 @@ def test_a_bad_setting_fails_fast_naming_the_key() -> None:
 
 
 def test_demo_prints_its_summary(stack, settings) -> None:
-    res = lakehouse("demo", "--rows", "2000", "--days", "3", "--live-seconds", "4", "--rate", "25")
+    try:
+        res = lakehouse("demo", "--rows", "2000", "--days", "3", "--live-seconds", "4", "--rate", "25")
+    finally:   # the demo leaves CDC running, as a user wants it; the other tests do not
+        stop = lakehouse("cdc", "stop", "--drop-slot")
     assert res.returncode == 0, explain(res)
+    assert stop.returncode == 0, explain(stop)
     with psycopg.connect(**pg_conninfo(settings)) as conn:
         charges, refunds, disputes = conn.execute(
             "SELECT (SELECT count(*) FROM payments.charges), (SELECT count(*) FROM payments.refunds), "
@@ -75,4 +79,6 @@ def test_demo_prints_its_summary(stack, settings) -> None:
     n, s = expected(2000, 42)
     assert f"rows written / read back | {n} / {n} expected" in res.stdout, explain(res)
     assert f"sum(amount_minor)        | {s} / {s} expected" in res.stdout
+    # every charge of the OLTP database reached bronze through Debezium and Kafka
+    assert f"charges bronze / OLTP    | {charges:,} / {charges:,}" in res.stdout, explain(res)
     assert "result                   | OK" in res.stdout
