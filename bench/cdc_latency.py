@@ -29,9 +29,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import private_env, write_result
 
-from lakehouse.bronze.ingest import APP_ID_PREFIX
-
-WORLD = dict(seed=42, days=0, merchants=60, customers=4000)   # `lakehouse simulate`'s defaults
+from lakehouse.bronze.ingest import marked_batch
+from lakehouse.bronze.tables import table_for_topic
+from lakehouse.oltp.simulator import percentile
 
 
 def visible_at_ms(table_dir: Path) -> dict[int, float]:
@@ -39,15 +39,10 @@ def visible_at_ms(table_dir: Path) -> dict[int, float]:
     out: dict[int, float] = {}
     for commit in sorted((table_dir / "_delta_log").glob("*.json")):
         for line in commit.read_text().splitlines():
-            marker = json.loads(line).get("commitInfo", {}).get("userMetadata") or ""
-            if marker.startswith(APP_ID_PREFIX):
-                out[int(marker.rsplit(":", 1)[1])] = commit.stat().st_mtime * 1000
+            batch = marked_batch(json.loads(line).get("commitInfo", {}).get("userMetadata"))
+            if batch is not None:
+                out[batch] = commit.stat().st_mtime * 1000
     return out
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
 def main() -> None:
@@ -82,7 +77,8 @@ def main() -> None:
 
     settings = load_settings("local")
     state = env["LAKEHOUSE__PATHS__STATE_DIR"]
-    cfg = SimConfig(end=dt.datetime.now(dt.UTC).date(), **WORLD)  # type: ignore[arg-type]
+    # `lakehouse simulate`'s defaults: the traffic below runs over this world
+    cfg = SimConfig(seed=42, days=0, end=dt.datetime.now(dt.UTC).date(), merchants=60, customers=4000)
     figures: dict[str, Any] = {}
     query = None
     try:
@@ -99,7 +95,7 @@ def main() -> None:
 
         def kafka_total() -> int:
             topics = [t for t in consumer.topics() if t.startswith(f"{settings.cdc.topic_prefix}.")
-                      and t.count(".") == 2]
+                      and table_for_topic(t, settings.cdc.topic_prefix, settings.events.topic_prefix)]
             tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
             return sum(consumer.end_offsets(tps).values()) - sum(consumer.beginning_offsets(tps).values())
 
@@ -155,9 +151,9 @@ def main() -> None:
             "transactions_measured": len(per_tx),
             "tx_per_s_measured": round(len(per_tx) / measured_s, 1),
             "change_events_measured": events,
-            "latency_p50_s": round(pct(latencies, 50), 2),
-            "latency_p95_s": round(pct(latencies, 95), 2),
-            "latency_p99_s": round(pct(latencies, 99), 2),
+            "latency_p50_s": round(percentile(latencies, 50), 2),
+            "latency_p95_s": round(percentile(latencies, 95), 2),
+            "latency_p99_s": round(percentile(latencies, 99), 2),
             "latency_max_s": round(max(latencies), 2),
             "latency_mean_s": round(statistics.fmean(latencies), 2),
             "bronze_batches": batches,

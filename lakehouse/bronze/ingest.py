@@ -117,15 +117,23 @@ def commit_marker(app_id: str, batch_id: int) -> str:
     return f"{app_id}:{batch_id}"
 
 
+def marked_batch(marker: str | None, app_id: str | None = None) -> int | None:
+    """The batch id in a commit's `userMetadata` when it is a bronze append's marker (of `app_id`, or
+    of any bronze query when None); None for any other commit."""
+    prefix = APP_ID_PREFIX if app_id is None else f"{app_id}:"
+    if not marker or not marker.startswith(prefix) or ":" not in marker:
+        return None
+    batch = marker.rsplit(":", 1)[1]
+    return int(batch) if batch.isdigit() else None
+
+
 def last_committed_batch(spark: SparkSession, path: str, app_id: str) -> int | None:
     """The newest batch id `app_id` appended to the Delta table at `path` (None if none in the last
     HISTORY_LOOKBACK commits). Reads the commit infos only, not the table's state."""
-    prefix = f"{app_id}:"
     for row in (DeltaTable.forPath(spark, path).history(HISTORY_LOOKBACK)
                 .select("userMetadata").collect()):                       # newest first
-        marker = row["userMetadata"]
-        if marker and marker.startswith(prefix) and marker[len(prefix):].isdigit():
-            return int(marker[len(prefix):])
+        if (batch := marked_batch(row["userMetadata"], app_id)) is not None:
+            return batch
     return None
 
 

@@ -30,7 +30,6 @@ import hashlib
 import heapq
 import itertools
 import json
-import math
 import random
 import re
 import threading
@@ -44,7 +43,17 @@ from typing import Any, NamedTuple
 from lakehouse.events import FAMILIES, SCHEMA_VERSION
 from lakehouse.oltp import reference
 from lakehouse.oltp.pan_scan import contains_pan
-from lakehouse.oltp.simulator import BINS, DEVICES, DIURNAL, TABLE_COLUMNS, WEEKDAY, History, SimConfig, World
+from lakehouse.oltp.simulator import (
+    BINS,
+    DEVICES,
+    DIURNAL,
+    TABLE_COLUMNS,
+    WEEKDAY,
+    History,
+    SimConfig,
+    World,
+    poisson,
+)
 from lakehouse.oltp.vault import letters_hex, luhn_check_digit
 
 UTC = dt.UTC
@@ -264,19 +273,6 @@ def _dumps(doc: dict[str, Any]) -> bytes:
 
 def _stable(*parts: object) -> int:
     return zlib.crc32(":".join(str(p) for p in parts).encode())
-
-
-def _poisson(lam: float, rng: random.Random) -> int:
-    if lam <= 0:
-        return 0
-    if lam > 50:
-        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
-    threshold, k, p = math.exp(-lam), 0, 1.0
-    while True:
-        p *= rng.random()
-        if p <= threshold:
-            return k
-        k += 1
 
 
 def _secs(s: float) -> dt.timedelta:
@@ -739,7 +735,7 @@ class EventStream:
         midnight = dt.datetime.combine(day, dt.time(), UTC)
         for c in self.world.customers:
             rng = random.Random(f"{cfg.seed}:events:abandon:{day.isoformat()}:{c.customer_id}")
-            for k in range(_poisson(c.rate * WEEKDAY[day.weekday()] * ABANDONED_PER_PURCHASE, rng)):
+            for k in range(poisson(c.rate * WEEKDAY[day.weekday()] * ABANDONED_PER_PURCHASE, rng)):
                 at = midnight + _secs(rng.choices(range(24), DIURNAL)[0] * 3600 + rng.uniform(0, 3600))
                 if at < c.created_at:
                     continue
@@ -749,14 +745,14 @@ class EventStream:
                                          c.mean_amount_usd * rng.lognormvariate(0, 0.5), at, None))
         rng = random.Random(f"{cfg.seed}:events:anonymous:{day.isoformat()}")
         lam = len(self.world.customers) * ANONYMOUS_PER_CUSTOMER_DAY * WEEKDAY[day.weekday()]
-        for k in range(_poisson(lam, rng)):
+        for k in range(poisson(lam, rng)):
             srng = random.Random(f"{cfg.seed}:events:anonymous:{day.isoformat()}:{k}")
             at = midnight + _secs(srng.choices(range(24), DIURNAL)[0] * 3600 + srng.uniform(0, 3600))
             out.append(gen.anonymous(f"anonymous:{day.isoformat()}:{k}", srng, at, None))
         rng = random.Random(f"{cfg.seed}:events:background:{day.isoformat()}")
         d = gen.drafts(f"background:{day.isoformat()}", midnight)
         for hour in range(24):
-            for _ in range(_poisson(DIURNAL[hour] * BACKGROUND_PER_HOUR_WEIGHT, rng)):
+            for _ in range(poisson(DIURNAL[hour] * BACKGROUND_PER_HOUR_WEIGHT, rng)):
                 gen.background_line(d, rng, midnight + _secs(hour * 3600 + rng.uniform(0, 3600)))
         out.append(d)
         return out

@@ -291,7 +291,7 @@ class _Builder:
     # -- legitimate traffic
     def genuine_day(self, day: dt.date, c: Customer) -> None:
         rng = _rng(self.cfg, "day", day.isoformat(), c.customer_id)
-        n = _poisson(c.rate * WEEKDAY[day.weekday()], rng)
+        n = poisson(c.rate * WEEKDAY[day.weekday()], rng)
         for _ in range(n):
             m = self.merchant[rng.choice(c.favourites)]
             at = self.moment(day, rng)
@@ -403,7 +403,12 @@ def _add_month(t: dt.datetime) -> dt.datetime:
     return t.replace(year=year, month=month, day=min(t.day, 28))
 
 
-def _poisson(lam: float, rng: random.Random) -> int:
+def poisson(lam: float, rng: random.Random) -> int:
+    """A Poisson draw (Knuth's method; a normal approximation above 50, where exp(-lam) loses precision)."""
+    if lam <= 0:
+        return 0
+    if lam > 50:
+        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
     threshold, k, p = math.exp(-lam), 0, 1.0
     while True:
         p *= rng.random()
@@ -420,9 +425,9 @@ def build_history(cfg: SimConfig, world: World) -> History:
         for c in world.customers:
             b.genuine_day(day, c)
         rng = _rng(cfg, "fraud-count", day.isoformat())
-        for k in range(_poisson(cfg.card_testing_bursts_per_day, rng)):
+        for k in range(poisson(cfg.card_testing_bursts_per_day, rng)):
             b.card_testing(day, k)
-        for k in range(_poisson(cfg.account_takeovers_per_day, rng)):
+        for k in range(poisson(cfg.account_takeovers_per_day, rng)):
             b.account_takeover(day, k)
     for k in range(cfg.compromised_terminals):
         b.compromised_terminal(k)

@@ -41,9 +41,7 @@ def _typed(image: Column, name: str, data_type: DataType) -> Column:
     ISO-8601 string in UTC, timestamp without zone as microseconds since the epoch, date as days since
     the epoch, integers, booleans and text as JSON values."""
     path = f"$.{name}"
-    if isinstance(data_type, DecimalType):
-        return F.try_variant_get(image, path, "string").try_cast(data_type)
-    if isinstance(data_type, TimestampType):
+    if isinstance(data_type, (DecimalType, TimestampType)):
         return F.try_variant_get(image, path, "string").try_cast(data_type)
     if isinstance(data_type, TimestampNTZType):
         return F.timestamp_micros(F.try_variant_get(image, path, "bigint")).cast(data_type)

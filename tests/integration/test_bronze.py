@@ -25,7 +25,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.bronze.ingest import APP_ID_PREFIX, checkpoint_location, write_bronze_batch
+from lakehouse.bronze.ingest import checkpoint_location, marked_batch, write_bronze_batch
 from lakehouse.common.config import Settings, load_settings
 from lakehouse.common.connections import kafka_bootstrap
 from lakehouse.common.tables import table_path
@@ -300,8 +300,7 @@ def _latest(dir_: Path) -> int | None:
 
 def _marked_batch(action: dict) -> int | None:
     """The batch id of a bronze append's commit (`userMetadata` = `<app id>:<batch id>`), else None."""
-    marker = action.get("commitInfo", {}).get("userMetadata") or ""
-    return int(marker.rsplit(":", 1)[1]) if marker.startswith(APP_ID_PREFIX) else None
+    return marked_batch(action.get("commitInfo", {}).get("userMetadata"))
 
 
 def _batch_ids(table_dir: Path) -> list[int]:

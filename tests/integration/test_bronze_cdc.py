@@ -36,6 +36,9 @@ NOISE = 0.05
 # test_decoding: `table payments.charges_2026_11: UPDATE: charge_id[bigint]:1 …`
 CHANGE = re.compile(r'^table ("?[^:]+"?)\.("?[^:]+"?): (INSERT|UPDATE|DELETE|TRUNCATE):')
 OPS = {"INSERT": "c", "UPDATE": "u", "DELETE": "d", "TRUNCATE": "t"}
+OVERRIDES = {"services.postgres.database": DB, "cdc.connector": "bronze-e2e", "cdc.slot": "bronze_e2e",
+             "cdc.publication": "bronze_e2e", "cdc.topic_prefix": "bronze2e", "cdc.heartbeat_ms": "1000",
+             "events.topic_prefix": "bronze2eev"}
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +47,7 @@ def db(stack: Any, settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     its slot and the truth slot are dropped (a slot keeps WAL and blocks DROP DATABASE)."""
     helpers.fresh_database(settings, DB)
     lakehouse_dir = tmp_path_factory.mktemp("bronze_e2e") / "lakehouse"
-    own = load_settings("test", overrides={
-        "services.postgres.database": DB, "cdc.connector": "bronze-e2e", "cdc.slot": "bronze_e2e",
-        "cdc.publication": "bronze_e2e", "cdc.topic_prefix": "bronze2e", "cdc.heartbeat_ms": "1000",
-        "events.topic_prefix": "bronze2eev", "paths.lakehouse_dir": str(lakehouse_dir)})
+    own = load_settings("test", overrides={**OVERRIDES, "paths.lakehouse_dir": str(lakehouse_dir)})
     yield own
     try:
         cdc.stop(own, drop_slot=True, progress=None)
@@ -59,10 +59,7 @@ def db(stack: Any, settings: Settings, tmp_path_factory: pytest.TempPathFactory)
 
 
 def cli(db: Settings, *args: str) -> Any:
-    sets = {"services.postgres.database": DB, "cdc.connector": db.cdc.connector, "cdc.slot": db.cdc.slot,
-            "cdc.publication": db.cdc.publication, "cdc.topic_prefix": db.cdc.topic_prefix,
-            "cdc.heartbeat_ms": str(db.cdc.heartbeat_ms), "events.topic_prefix": db.events.topic_prefix,
-            "paths.lakehouse_dir": db.paths.lakehouse_dir}
+    sets = {**OVERRIDES, "paths.lakehouse_dir": db.paths.lakehouse_dir}
     return helpers.lakehouse(*[a for k, v in sets.items() for a in ("--set", f"{k}={v}")], *args)
 
 

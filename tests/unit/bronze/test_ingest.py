@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from lakehouse.bronze.ingest import checkpoint_location, kafka_source_options
+from lakehouse.bronze.ingest import checkpoint_location, commit_marker, kafka_source_options, marked_batch
 from lakehouse.common.config import ConfigError, load_settings
 
 
@@ -36,3 +36,14 @@ def test_intervals_spark_accepts_are_valid() -> None:
     for interval in ("1 second", "500 milliseconds", "5 seconds", "2 minutes"):
         s = load_settings("local", environ={}, overrides={"bronze.trigger_interval": interval})
         assert s.bronze.trigger_interval == interval
+
+
+def test_commit_markers_name_their_query_and_batch() -> None:
+    app = "lakehouse-bronze-1f0c"
+    assert commit_marker(app, 17) == "lakehouse-bronze-1f0c:17"
+    assert marked_batch(commit_marker(app, 17)) == 17                      # any bronze query
+    assert marked_batch(commit_marker(app, 17), app) == 17                 # this query
+    assert marked_batch(commit_marker(app, 17), "lakehouse-bronze-9999") is None
+    assert marked_batch(commit_marker(app, 17), "lakehouse-bronze-1f") is None   # a prefix of the id is not the id
+    for other in (None, "", "OPTIMIZE", "lakehouse-bronze-1f0c:x", "someone:17"):
+        assert marked_batch(other) is None
