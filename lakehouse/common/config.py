@@ -135,6 +135,18 @@ class BronzeConfig:
 
 
 @dataclass(frozen=True)
+class SilverConfig:
+    trigger_interval: str
+    max_quarantine_ratio: float
+    scd2_tables: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    master_key_env: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated, immutable configuration of one environment."""
 
@@ -144,6 +156,8 @@ class Settings:
     cdc: CdcConfig
     events: EventsConfig
     bronze: BronzeConfig
+    silver: SilverConfig
+    security: SecurityConfig
     services: ServicesConfig
 
     # Derived locations: absolute, so that any process (or executor) resolves the same place.
@@ -308,6 +322,12 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return types.MappingProxyType({str(k): str(v) for k, v in value.items()})
+    if origin is tuple:   # tuple[str, ...]: a YAML list of strings (an env override: comma-separated)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return tuple(value)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
@@ -362,9 +382,17 @@ def _validate(s: Settings) -> None:
     if s.bronze.max_offsets_per_trigger < 0:
         raise ConfigError(f"bronze.max_offsets_per_trigger: must be >= 0 (0: no limit), "
                           f"got {s.bronze.max_offsets_per_trigger}")
-    if not re.match(r"^\d+ (milliseconds?|seconds?|minutes?|hours?)$", s.bronze.trigger_interval):
-        raise ConfigError(f"bronze.trigger_interval: {s.bronze.trigger_interval!r} is not an interval like "
-                          "'5 seconds' or '500 milliseconds'")
+    for key, interval in (("bronze.trigger_interval", s.bronze.trigger_interval),
+                          ("silver.trigger_interval", s.silver.trigger_interval)):
+        if not re.match(r"^\d+ (milliseconds?|seconds?|minutes?|hours?)$", interval):
+            raise ConfigError(f"{key}: {interval!r} is not an interval like '5 seconds' or '500 milliseconds'")
+    if not 0.0 <= s.silver.max_quarantine_ratio <= 1.0:
+        raise ConfigError(f"silver.max_quarantine_ratio: must be between 0 and 1, got {s.silver.max_quarantine_ratio}")
+    for name in s.silver.scd2_tables:
+        if not re.match(r"^[a-z_]+\.[a-z_]+$", name):
+            raise ConfigError(f"silver.scd2_tables: {name!r} is not a <schema>.<table> name of the OLTP database")
+    if not s.security.master_key_env:
+        raise ConfigError("security.master_key_env: must name the environment variable holding the master key")
     for key, n in (("cdc.partitions", s.cdc.partitions), ("events.partitions", s.events.partitions)):
         if n < 1:
             raise ConfigError(f"{key}: must be >= 1, got {n}")
