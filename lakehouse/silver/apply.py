@@ -1,7 +1,9 @@
-"""Applying one micro-batch of changes to a current-state (SCD type 1) silver table.
+"""Applying one micro-batch of changes to a silver table: current state (SCD type 1, `apply_cdc`) or
+history (SCD type 2, `apply_scd2`).
 
     changes ─ latest_change_per_key ─ minus keys deleted later ─► MERGE into the table (guarded by sequence)
                                                                └► MERGE deletes into the table's delete markers
+    changes ─ one version row per change ─► MERGE insert-if-absent on (key, sequence) ─► re-chain the touched keys
 
 Every write is guarded by the change's sequence (`_seq_lsn`, `_seq_offset`, stored on each row), so a
 change that is not newer than what the table holds does nothing: late events, a replayed range of
@@ -16,11 +18,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from lakehouse.silver.cdc import OP, SEQ_LSN, SEQ_OFFSET, TYPE_ERRORS, latest_change_per_key
+from lakehouse.silver.cdc import COMMITTED_AT, OP, SEQ_LSN, SEQ_OFFSET, SEQUENCE, TYPE_ERRORS, latest_change_per_key
+from lakehouse.silver.tables import IS_CURRENT, IS_DELETED, VALID_FROM, VALID_TO
 
 
 def newer(a: str, b: str) -> Column:
@@ -30,8 +33,17 @@ def newer(a: str, b: str) -> Column:
 
 
 def _ensure(spark: SparkSession, path: str, schema: StructType) -> DeltaTable:
+    """The Delta table at `path`, created with `schema` when missing; columns of `schema` it lacks (added
+    upstream) are added first, as nullable columns."""
     DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
-    return DeltaTable.forPath(spark, path)
+    table = DeltaTable.forPath(spark, path)
+    have = set(table.toDF().columns)
+    missing = [f for f in schema.fields if f.name not in have]
+    if missing:
+        added = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({added})")
+        table = DeltaTable.forPath(spark, path)
+    return table
 
 
 def apply_cdc(changes: DataFrame, target_path: str, markers_path: str, keys: Sequence[str]) -> dict[str, int]:
@@ -67,6 +79,8 @@ def apply_cdc(changes: DataFrame, target_path: str, markers_path: str, keys: Seq
     metrics = _merge_metrics(target, before)
 
     deletes = applicable.where(F.col(OP) == F.lit("d")).select(*keys, SEQ_LSN, SEQ_OFFSET)
+    if metrics["deleted"] == 0 and deletes.isEmpty():
+        return metrics
     marker_columns: dict[str, str | Column] = {name: F.col(f"s.{name}") for name in (*keys, SEQ_LSN, SEQ_OFFSET)}
     (markers.alias("t").merge(deletes.alias("s"), match)
      .whenMatchedUpdate(condition=newer("s", "t"), set=marker_columns)
@@ -94,3 +108,45 @@ def _merge_metrics(table: DeltaTable, version_before: int) -> dict[str, int]:
     m = (row["operationMetrics"] or {}) if row["version"] > version_before else {}
     return {"inserted": int(m.get("numTargetRowsInserted", 0)), "updated": int(m.get("numTargetRowsUpdated", 0)),
             "deleted": int(m.get("numTargetRowsDeleted", 0))}
+
+
+def apply_scd2(changes: DataFrame, target_path: str, keys: Sequence[str]) -> dict[str, int]:
+    """Applies `changes` (rows of `changes_from_bronze`, without type errors) to the SCD2 table at
+    `target_path`; returns the versions inserted and the earlier versions closed or re-opened.
+
+    Every change is a version: the row's columns, the sequence, `valid_from` (the commit time),
+    `valid_to` (the next version's `valid_from`; NULL for the newest), `is_current` (newest and not
+    deleted) and `_is_deleted` (a delete's version carries the deleted row's values). Versions are
+    inserted when their (key, sequence) is absent, so replays and duplicates add nothing, and a late
+    change lands in its place in the chain; then the chain of every key the batch touched is computed
+    again from the stored versions and the rows whose `valid_to` / `is_current` differ are updated."""
+    spark = changes.sparkSession
+    versions = (changes.drop(TYPE_ERRORS)
+                .withColumn(IS_DELETED, F.col(OP) == F.lit("d"))
+                .withColumn(VALID_FROM, F.col(COMMITTED_AT))
+                .withColumn(VALID_TO, F.lit(None).cast("timestamp"))
+                .withColumn(IS_CURRENT, F.lit(False))
+                .drop(OP)
+                .dropDuplicates([*keys, *SEQUENCE]))
+    target = _ensure(spark, target_path, versions.schema)
+    version_key = _all([F.col(f"t.{c}").eqNullSafe(F.col(f"s.{c}")) for c in (*keys, *SEQUENCE)])
+    values: dict[str, str | Column] = {name: F.col(f"s.{name}") for name in versions.schema.fieldNames()}
+    before = _version(target)
+    target.alias("t").merge(versions.alias("s"), version_key).whenNotMatchedInsert(values=values).execute()
+    inserted = _merge_metrics(target, before)["inserted"]
+
+    touched = versions.select(*keys).distinct()
+    history = spark.read.format("delta").load(target_path).join(touched, on=list(keys), how="left_semi")
+    chain = Window.partitionBy(*keys).orderBy(*[F.col(c) for c in SEQUENCE])
+    next_from = F.lead(F.col(VALID_FROM)).over(chain)
+    is_newest = F.lead(F.col(SEQ_LSN)).over(chain).isNull()
+    rechained = (history.select(*keys, *SEQUENCE, F.col(VALID_TO).alias("__old_to"),
+                                F.col(IS_CURRENT).alias("__old_cur"), next_from.alias(VALID_TO),
+                                (is_newest & ~F.col(IS_DELETED)).alias(IS_CURRENT))
+                 .where(~F.col(VALID_TO).eqNullSafe(F.col("__old_to")) | (F.col(IS_CURRENT) != F.col("__old_cur")))
+                 .drop("__old_to", "__old_cur"))
+    before = _version(target)
+    (target.alias("t").merge(rechained.alias("s"), version_key)
+     .whenMatchedUpdate(set={VALID_TO: F.col(f"s.{VALID_TO}"), IS_CURRENT: F.col(f"s.{IS_CURRENT}")})
+     .execute())
+    return {"inserted": inserted, "updated": _merge_metrics(target, before)["updated"], "deleted": 0}

@@ -27,6 +27,8 @@ OP = "_op"
 SEQ_LSN = "_seq_lsn"
 SEQ_OFFSET = "_seq_offset"
 SEQUENCE = (SEQ_LSN, SEQ_OFFSET)
+SOURCE_PARTITION = "_source_partition"      # the bronze row's Kafka partition (lineage, quarantine)
+COMMITTED_AT = "_committed_at"              # the source transaction's commit time (SCD2 valid_from)
 TYPE_ERRORS = "_type_errors"
 # What Debezium sends for a TOASTed column an UPDATE did not change (its unavailable.value.placeholder).
 TOAST_PLACEHOLDER = "__debezium_unavailable_value"
@@ -53,9 +55,10 @@ def _typed(image: Column, name: str, data_type: DataType) -> Column:
 def changes_from_bronze(columns: StructType) -> Callable[[DataFrame], DataFrame]:
     """Bronze CDC rows -> one row per applicable change, typed.
 
-    Needs bronze's `op`, `before`, `after` (VARIANT), `source_lsn`, `_offset`, `_parse_error`,
-    `_is_tombstone`. Gives one column per field of `columns` (from `after`, or from `before` for a
-    delete, whose `after` is NULL), `_op`, `_seq_lsn`, `_seq_offset` and `_type_errors` (the names of
+    Needs bronze's `op`, `before`, `after` (VARIANT), `source_lsn`, `source_ts_ms`, `_partition`,
+    `_offset`, `_parse_error`, `_is_tombstone`. Gives one column per field of `columns` (from `after`, or
+    from `before` for a delete, whose `after` is NULL), `_op`, `_seq_lsn`, `_seq_offset`,
+    `_source_partition`, `_committed_at` (timestamp of `source_ts_ms`) and `_type_errors` (the names of
     the fields whose raw value could not be read as their type, sorted; empty when all could: such a row
     belongs in quarantine, not in silver).
 
@@ -82,6 +85,8 @@ def changes_from_bronze(columns: StructType) -> Callable[[DataFrame], DataFrame]
             F.col("op").alias(OP),
             F.col("source_lsn").alias(SEQ_LSN),
             F.col("_offset").alias(SEQ_OFFSET),
+            F.col("_partition").alias(SOURCE_PARTITION),
+            F.timestamp_millis(F.col("source_ts_ms")).alias(COMMITTED_AT),
             (F.array_sort(F.filter(F.array(*failed), lambda x: x.isNotNull())) if failed
              else F.array().cast("array<string>")).alias(TYPE_ERRORS),
         )

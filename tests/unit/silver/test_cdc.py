@@ -16,6 +16,7 @@ from pyspark.sql.types import (
     BooleanType,
     DateType,
     DecimalType,
+    IntegerType,
     LongType,
     StringType,
     StructField,
@@ -35,7 +36,8 @@ COLUMNS = StructType([
     StructField("note", StringType()),
 ])
 OUT = StructType([*COLUMNS.fields, StructField("_op", StringType()), StructField("_seq_lsn", LongType()),
-                  StructField("_seq_offset", LongType()), StructField("_type_errors", ArrayType(StringType()))])
+                  StructField("_seq_offset", LongType()), StructField("_source_partition", IntegerType()),
+                  StructField("_committed_at", TimestampType()), StructField("_type_errors", ArrayType(StringType()))])
 
 
 def row(charge_id: int, status: str, amount: str = "12.5000", note: str | None = "n", **extra: Any) -> dict[str, Any]:
@@ -45,16 +47,24 @@ def row(charge_id: int, status: str, amount: str = "12.5000", note: str | None =
 
 def bronze(spark, events: list[tuple[int, str | None, dict | None, dict | None, int | None, str | None, bool]]
            ) -> DataFrame:
-    """(offset, op, before, after, lsn, parse_error, tombstone) -> bronze-shaped rows (VARIANT images)."""
-    rows = [(o, op, None if b is None else json.dumps(b), None if a is None else json.dumps(a), lsn, err, tomb)
+    """(offset, op, before, after, lsn, parse_error, tombstone) -> bronze-shaped rows (VARIANT images) of
+    partition offset % 2, committed at lsn seconds after T0."""
+    rows = [(o % 2, o, op, None if b is None else json.dumps(b), None if a is None else json.dumps(a), lsn,
+             None if lsn is None else T0_MS + lsn * 1000, err, tomb)
             for o, op, b, a, lsn, err, tomb in events]
-    return (spark.createDataFrame(rows, "_offset long, op string, b string, a string, source_lsn long, "
-                                        "_parse_error string, _is_tombstone boolean")
+    return (spark.createDataFrame(rows, "_partition int, _offset long, op string, b string, a string, source_lsn long, "
+                                        "source_ts_ms long, _parse_error string, _is_tombstone boolean")
             .withColumn("before", F.parse_json("b")).withColumn("after", F.parse_json("a")).drop("b", "a"))
 
 
 T = dt.datetime(2026, 11, 1, 10, 0, 0, 250_000)   # the session runs in UTC
 D = dt.date(2025, 11, 2)                           # 20,394 days after 1970-01-01
+T0_MS = 1_700_000_000_000                          # 2023-11-14 22:13:20 UTC
+
+
+def at(lsn: int) -> dt.datetime:
+    """The commit time `bronze` gives a change at `lsn`."""
+    return dt.datetime(2023, 11, 14, 22, 13, 20) + dt.timedelta(seconds=lsn)
 
 
 def test_changes_are_typed_from_the_row_image_with_deletes_from_before(spark) -> None:
@@ -72,13 +82,13 @@ def test_changes_are_typed_from_the_row_image_with_deletes_from_before(spark) ->
     ]
     actual = bronze(spark, events).transform(changes_from_bronze(COLUMNS))
     expected = spark.createDataFrame([
-        (1, "captured", Decimal("12.5000"), T, D, False, "n", "r", 100, 0, []),
-        (2, "authorized", Decimal("0.0001"), T, D, False, "n", "c", 200, 1, []),
-        (2, "captured", Decimal("12.5000"), T, D, False, "n", "u", 300, 2, []),           # TOAST: from before
-        (2, "captured", Decimal("12.5000"), T, D, False, "old note", "d", 400, 3, []),    # from before
-        (4, "captured", None, T, None, False, "n", "c", 700, 7, ["amount", "settle_date"]),
-        (5, "failed", None, None, None, None, None, "c", 800, 8, []),
-        (5, "failed", Decimal("12.5000"), T, D, False, "n", "u", 900, 9, []),
+        (1, "captured", Decimal("12.5000"), T, D, False, "n", "r", 100, 0, 0, at(100), []),
+        (2, "authorized", Decimal("0.0001"), T, D, False, "n", "c", 200, 1, 1, at(200), []),
+        (2, "captured", Decimal("12.5000"), T, D, False, "n", "u", 300, 2, 0, at(300), []),   # TOAST: from before
+        (2, "captured", Decimal("12.5000"), T, D, False, "old note", "d", 400, 3, 1, at(400), []),   # from before
+        (4, "captured", None, T, None, False, "n", "c", 700, 7, 1, at(700), ["amount", "settle_date"]),
+        (5, "failed", None, None, None, None, None, "c", 800, 8, 0, at(800), []),
+        (5, "failed", Decimal("12.5000"), T, D, False, "n", "u", 900, 9, 1, at(900), []),
     ], OUT)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
