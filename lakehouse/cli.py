@@ -94,6 +94,28 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
+# --- reconcile ---------------------------------------------------------------------------------
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from lakehouse.common.spark import get_spark
+    from lakehouse.silver.reconcile import reconcile
+
+    settings = _settings(args)
+    spark = get_spark(settings, app_name="lakehouse-reconcile")
+    reports = reconcile(spark, settings, args.table or None)
+    ok = all(r.ok for r in reports)
+    if args.json:
+        print(json.dumps({"ok": ok, "tables": [r.as_dict() for r in reports]}, default=str))
+    else:
+        print(format_table(["table", "postgres rows", "silver rows", "missing", "extra", "changed", "result"],
+                           [[r.table, r.oltp_rows, r.silver_rows, r.missing, r.extra, r.changed,
+                             "ok" if r.ok else "DIFFERENT"] for r in reports]))
+        for r in reports:
+            for kind, keys in r.sample.items():
+                print(f"{r.table}: {kind} keys (first {len(keys)}): {', '.join(keys)}")
+        print("silver matches PostgreSQL" if ok else "silver DIFFERS from PostgreSQL")
+    return 0 if ok else 1
+
+
 # --- run ---------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
     from lakehouse.common.jobs import run_job
@@ -253,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", choices=sorted(JOBS))
     p.add_argument("--once", action="store_true", help="process what is available and stop (availableNow)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("reconcile", help="compare silver's current state with PostgreSQL, table by table; "
+                                         "exit 1 on any difference")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--table", action="append", default=[], help="only this silver table (repeatable)")
+    p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("demo", help="everything end to end on this machine, then a summary")
     p.add_argument("--rows", type=int, default=100_000, help="rows of the Delta self-check (default 100000)")

@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from delta.tables import DeltaTable
-from pyspark import InheritableThread, StorageLevel
-from pyspark.errors import StreamingQueryException
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
@@ -39,6 +38,7 @@ from lakehouse.bronze.tables import is_cdc, table_for_topic, topic_pattern
 from lakehouse.bronze.transforms import build_bronze_cdc, build_bronze_events, with_kafka_meta
 from lakehouse.common.config import Settings
 from lakehouse.common.connections import kafka_bootstrap
+from lakehouse.common.spark import await_query, run_parallel
 from lakehouse.common.tables import TableSpec, table_path
 
 log = logging.getLogger(__name__)
@@ -185,34 +185,10 @@ def write_bronze_batch(batch: DataFrame, batch_id: int, settings: Settings, app_
 
         # A few tables at once: one table's write rarely has a task for every core (a topic has a few
         # partitions), and each commit waits on storage. Every append stays one transaction of its own.
-        _run_parallel([functools.partial(write, name) for name in sorted(tables)], PARALLEL_TABLES)
+        run_parallel([functools.partial(write, name) for name in sorted(tables)], PARALLEL_TABLES)
         return {name: sum(counts[t] for t in topics) for name, (_, topics) in sorted(tables.items())}
     finally:
         meta.unpersist()
-
-
-def _run_parallel(tasks: list[Callable[[], None]], parallelism: int) -> None:
-    """Runs the tasks on at most `parallelism` threads; raises the first failure once all have ended.
-
-    InheritableThread passes the calling thread's Spark local properties on (the streaming query's job
-    group), so stopping the query also cancels these threads' jobs."""
-    failures: list[BaseException] = []
-    slots = threading.BoundedSemaphore(parallelism)
-
-    def run(task: Callable[[], None]) -> None:
-        with slots:
-            try:
-                task()
-            except BaseException as e:  # re-raised below, in the caller's thread
-                failures.append(e)
-
-    threads = [InheritableThread(target=run, args=(task,)) for task in tasks]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
 
 
 class _BatchWriter:
@@ -278,19 +254,6 @@ def _is_spark_55271(query: StreamingQuery) -> bool:
     return any("KafkaMicroBatchStream" in frame and ".metrics(" in frame for frame in frames)
 
 
-def _await(query: StreamingQuery, should_stop: Callable[[], bool]) -> None:
-    try:
-        while not query.awaitTermination(1):
-            if should_stop():
-                log.info("bronze: stopping the query")
-                query.stop()
-    except StreamingQueryException:
-        pass  # the caller reads query.exception()
-    finally:
-        if query.isActive:
-            query.stop()
-
-
 def run_bronze(spark: SparkSession, settings: Settings, once: bool,
                should_stop: Callable[[], bool] = lambda: False) -> BronzeStats:
     """Runs the bronze query until it ends (`once`), or until `should_stop()` (a signal) in continuous
@@ -299,7 +262,7 @@ def run_bronze(spark: SparkSession, settings: Settings, once: bool,
     restarted = False
     while True:
         query, _ = start_bronze(spark, settings, once, stats)
-        _await(query, should_stop)
+        await_query(query, should_stop, "bronze")
         failure = query.exception()
         if failure is None:
             return stats

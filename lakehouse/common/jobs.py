@@ -12,12 +12,15 @@ import datetime as dt
 import importlib
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -60,6 +63,8 @@ JOBS: dict[str, Job] = {
             "lakehouse.ops.jobs:selfcheck_job", _selfcheck_args),
         Job("bronze", "Kafka (CDC and event topics) -> bronze Delta tables, exactly once; --once: catch up and stop",
             "lakehouse.bronze.jobs:bronze_job"),
+        Job("silver", "bronze Delta -> silver (CDC merge, SCD2, conformance, PII protection, data quality); "
+                      "--once: catch up and stop", "lakehouse.silver.jobs:silver_job"),
     ]
 }
 
@@ -127,6 +132,27 @@ def run_job(name: str, argv: list[str] | None = None) -> int:
         return 0 if outcome.ok else 1
     finally:
         spark.stop()
+
+
+def run_streaming(name: str, once: bool, run: Callable[[Callable[[], bool]], Any]) -> Any:
+    """Runs a streaming layer: `run(should_stop)` until it returns. Continuous mode (`once` false) stops
+    cleanly on SIGTERM (and Ctrl-C): a batch cut short is re-run on the next start. Returns what `run`
+    returned, or None when interrupted."""
+    stop = threading.Event()
+    previous = None
+    if not once and threading.current_thread() is threading.main_thread():
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            logging.getLogger(__name__).info("%s: signal %d, stopping", name, signum)
+            stop.set()
+        previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        return run(stop.is_set)
+    except KeyboardInterrupt:  # Ctrl-C: the layer already stopped its query on the way out
+        logging.getLogger(__name__).info("%s: interrupted", name)
+        return None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def executor_jvms(spark: SparkSession) -> int:

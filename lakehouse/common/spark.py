@@ -8,10 +8,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from pyspark import InheritableThread
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.common.config import ConfigError, Settings
 
@@ -94,3 +99,42 @@ def active_spark() -> SparkSession:
     if spark is None:
         raise RuntimeError("no active Spark session: build one with lakehouse.common.spark.get_spark(settings)")
     return spark
+
+
+def run_parallel(tasks: list[Callable[[], None]], parallelism: int) -> None:
+    """Runs the tasks on at most `parallelism` threads; raises the first failure once all have ended.
+
+    InheritableThread passes the calling thread's Spark local properties on (the streaming query's job
+    group), so stopping the query also cancels these threads' jobs."""
+    failures: list[BaseException] = []
+    slots = threading.BoundedSemaphore(parallelism)
+
+    def run(task: Callable[[], None]) -> None:
+        with slots:
+            try:
+                task()
+            except BaseException as e:  # re-raised below, in the caller's thread
+                failures.append(e)
+
+    threads = [InheritableThread(target=run, args=(task,)) for task in tasks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
+def await_query(query: StreamingQuery, should_stop: Callable[[], bool], name: str) -> None:
+    """Waits for `query` to end, stopping it when `should_stop()` (a signal) turns true; a failure is left
+    for the caller to read from `query.exception()`."""
+    try:
+        while not query.awaitTermination(1):
+            if should_stop():
+                log.info("%s: stopping the query", name)
+                query.stop()
+    except StreamingQueryException:
+        pass  # the caller reads query.exception()
+    finally:
+        if query.isActive:
+            query.stop()

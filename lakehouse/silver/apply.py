@@ -33,9 +33,10 @@ def newer(a: str, b: str) -> Column:
 
 
 def _ensure(spark: SparkSession, path: str, schema: StructType) -> DeltaTable:
-    """The Delta table at `path`, created with `schema` when missing; columns of `schema` it lacks (added
-    upstream) are added first, as nullable columns."""
-    DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).execute()
+    """The Delta table at `path`, created with `schema` and the Change Data Feed on (gold refreshes from
+    it) when missing; columns of `schema` it lacks (added upstream) are added first, as nullable columns."""
+    (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+     .property("delta.enableChangeDataFeed", "true").execute())
     table = DeltaTable.forPath(spark, path)
     have = set(table.toDF().columns)
     missing = [f for f in schema.fields if f.name not in have]
