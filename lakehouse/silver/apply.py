@@ -15,6 +15,7 @@ created again) still can.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from delta.tables import DeltaTable
@@ -32,9 +33,19 @@ def newer(a: str, b: str) -> Column:
     return (lsn_a > lsn_b) | ((lsn_a == lsn_b) & (F.col(f"{a}.{SEQ_OFFSET}") > F.col(f"{b}.{SEQ_OFFSET}")))
 
 
+# Columns of the tables this process has ensured: the next batch skips the Delta log reads.
+_KNOWN: dict[str, frozenset[str]] = {}
+_KNOWN_LOCK = threading.Lock()
+
+
 def _ensure(spark: SparkSession, path: str, schema: StructType) -> DeltaTable:
     """The Delta table at `path`, created with `schema` and the Change Data Feed on (gold refreshes from
     it) when missing; columns of `schema` it lacks (added upstream) are added first, as nullable columns."""
+    wanted = frozenset(schema.fieldNames())
+    with _KNOWN_LOCK:
+        known = _KNOWN.get(path)
+    if known is not None and wanted <= known:
+        return DeltaTable.forPath(spark, path)
     (DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
      .property("delta.enableChangeDataFeed", "true").execute())
     table = DeltaTable.forPath(spark, path)
@@ -44,16 +55,19 @@ def _ensure(spark: SparkSession, path: str, schema: StructType) -> DeltaTable:
         added = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
         spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({added})")
         table = DeltaTable.forPath(spark, path)
+    with _KNOWN_LOCK:
+        _KNOWN[path] = frozenset(have | wanted)
     return table
 
 
-def apply_cdc(changes: DataFrame, target_path: str, markers_path: str, keys: Sequence[str]) -> dict[str, int]:
+def apply_cdc(changes: DataFrame, target_path: str, markers_path: str, keys: Sequence[str],
+              has_deletes: bool = True) -> dict[str, int]:
     """Applies `changes` (rows of `changes_from_bronze`, without type errors: those go to quarantine
     first) to the SCD1 table at `target_path`; returns the MERGE's inserted / updated / deleted rows.
 
     The table gets the change's columns without `_op` and `_type_errors` (the business columns, then the
     sequence); the markers table at `markers_path` gets `keys` and the sequence. Both are created when
-    missing."""
+    missing. `has_deletes=False` (the caller knows the batch has no delete) skips the markers' MERGE."""
     spark = changes.sparkSession
     if TYPE_ERRORS in changes.columns:
         changes = changes.drop(TYPE_ERRORS)
@@ -71,16 +85,14 @@ def apply_cdc(changes: DataFrame, target_path: str, markers_path: str, keys: Seq
     is_delete = F.col(f"s.{OP}") == F.lit("d")
     columns: dict[str, str | Column] = {name: F.col(f"s.{name}") for name in row_schema.fieldNames()}
     match = _all([F.col(f"t.{k}").eqNullSafe(F.col(f"s.{k}")) for k in keys])
-    before = _version(target)
-    (target.alias("t").merge(applicable.alias("s"), match)
-     .whenMatchedDelete(condition=is_delete & newer("s", "t"))
-     .whenMatchedUpdate(condition=~is_delete & newer("s", "t"), set=columns)
-     .whenNotMatchedInsert(condition=~is_delete, values=columns)
-     .execute())
-    metrics = _merge_metrics(target, before)
+    metrics = _metrics(target.alias("t").merge(applicable.alias("s"), match)
+                       .whenMatchedDelete(condition=is_delete & newer("s", "t"))
+                       .whenMatchedUpdate(condition=~is_delete & newer("s", "t"), set=columns)
+                       .whenNotMatchedInsert(condition=~is_delete, values=columns)
+                       .execute())
 
     deletes = applicable.where(F.col(OP) == F.lit("d")).select(*keys, SEQ_LSN, SEQ_OFFSET)
-    if metrics["deleted"] == 0 and deletes.isEmpty():
+    if not has_deletes:
         return metrics
     marker_columns: dict[str, str | Column] = {name: F.col(f"s.{name}") for name in (*keys, SEQ_LSN, SEQ_OFFSET)}
     (markers.alias("t").merge(deletes.alias("s"), match)
@@ -97,18 +109,11 @@ def _all(conditions: list[Column]) -> Column:
     return out
 
 
-def _version(table: DeltaTable) -> int:
-    [row] = table.history(1).select("version").collect()
-    return int(row["version"])
-
-
-def _merge_metrics(table: DeltaTable, version_before: int) -> dict[str, int]:
-    """Rows the MERGE committed after `version_before` inserted / updated / deleted (0 when it committed
-    nothing)."""
-    [row] = table.history(1).select("version", "operationMetrics").collect()
-    m = (row["operationMetrics"] or {}) if row["version"] > version_before else {}
-    return {"inserted": int(m.get("numTargetRowsInserted", 0)), "updated": int(m.get("numTargetRowsUpdated", 0)),
-            "deleted": int(m.get("numTargetRowsDeleted", 0))}
+def _metrics(result: DataFrame) -> dict[str, int]:
+    """Rows a MERGE inserted / updated / deleted (the DataFrame `execute()` returns)."""
+    [row] = result.collect()
+    return {"inserted": int(row["num_inserted_rows"]), "updated": int(row["num_updated_rows"]),
+            "deleted": int(row["num_deleted_rows"])}
 
 
 def apply_scd2(changes: DataFrame, target_path: str, keys: Sequence[str]) -> dict[str, int]:
@@ -132,9 +137,8 @@ def apply_scd2(changes: DataFrame, target_path: str, keys: Sequence[str]) -> dic
     target = _ensure(spark, target_path, versions.schema)
     version_key = _all([F.col(f"t.{c}").eqNullSafe(F.col(f"s.{c}")) for c in (*keys, *SEQUENCE)])
     values: dict[str, str | Column] = {name: F.col(f"s.{name}") for name in versions.schema.fieldNames()}
-    before = _version(target)
-    target.alias("t").merge(versions.alias("s"), version_key).whenNotMatchedInsert(values=values).execute()
-    inserted = _merge_metrics(target, before)["inserted"]
+    inserted = _metrics(target.alias("t").merge(versions.alias("s"), version_key)
+                        .whenNotMatchedInsert(values=values).execute())["inserted"]
 
     touched = versions.select(*keys).distinct()
     history = spark.read.format("delta").load(target_path).join(touched, on=list(keys), how="left_semi")
@@ -146,8 +150,7 @@ def apply_scd2(changes: DataFrame, target_path: str, keys: Sequence[str]) -> dic
                                 (is_newest & ~F.col(IS_DELETED)).alias(IS_CURRENT))
                  .where(~F.col(VALID_TO).eqNullSafe(F.col("__old_to")) | (F.col(IS_CURRENT) != F.col("__old_cur")))
                  .drop("__old_to", "__old_cur"))
-    before = _version(target)
-    (target.alias("t").merge(rechained.alias("s"), version_key)
-     .whenMatchedUpdate(set={VALID_TO: F.col(f"s.{VALID_TO}"), IS_CURRENT: F.col(f"s.{IS_CURRENT}")})
-     .execute())
-    return {"inserted": inserted, "updated": _merge_metrics(target, before)["updated"], "deleted": 0}
+    updated = _metrics(target.alias("t").merge(rechained.alias("s"), version_key)
+                       .whenMatchedUpdate(set={VALID_TO: F.col(f"s.{VALID_TO}"), IS_CURRENT: F.col(f"s.{IS_CURRENT}")})
+                       .execute())["updated"]
+    return {"inserted": inserted, "updated": updated, "deleted": 0}

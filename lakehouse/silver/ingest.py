@@ -111,29 +111,46 @@ class SilverBatch:
         self.stats = stats
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        from lakehouse.silver.pipeline import apply_event_family, apply_source_table
+        from lakehouse.quality.quarantine import write_dq_results
+        from lakehouse.silver.pipeline import BatchContext, apply_event_family, apply_source_table, currencies_now
 
         started = time.monotonic()
         rows = batch.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             counts = {r["_bronze_table"]: int(r["count"]) for r in rows.groupBy("_bronze_table").count().collect()}
-            ref = sorted(n for n in counts if n in self.sources and self.sources[n].schema == "ref")
+            # Currencies first: the other tables' currency checks read them.
+            ref = sorted((n for n in counts if n in self.sources and self.sources[n].schema == "ref"),
+                         key=lambda n: (self.sources[n].table != "currencies", n))
             rest = sorted(n for n in counts if n not in ref)
+            by_name = {s.name: s for s in self.sources.values()}
+            spark = batch.sparkSession
 
-            def one(name: str) -> None:
+            def one(name: str, ctx: BatchContext) -> None:
                 part = rows.where(F.col("_bronze_table") == F.lit(name))
                 if name in self.sources:
                     source = self.sources[name]
-                    applied, quarantined = apply_source_table(part, source, batch_id, self.settings)
+                    applied, quarantined = apply_source_table(part, source, ctx)
                     self.stats.add(source.name, counts[name], applied, quarantined)
                 else:
                     family = name.removeprefix("bronze.events_")
-                    applied, quarantined = apply_event_family(part, family, batch_id, self.settings)
+                    applied, quarantined = apply_event_family(part, family, ctx)
                     self.stats.add(family, counts[name], applied, quarantined)
 
-            for name in ref:                       # conformance of the others reads the reference tables
-                one(name)
-            run_parallel([functools.partial(one, name) for name in rest], PARALLEL_TABLES)
+            # Conformance and validation of the others read the reference tables: those go first.
+            results: list[DataFrame] = []
+            try:
+                for name in ref:
+                    ctx = BatchContext(rows, batch_id, by_name, self.settings, currencies_now(spark, self.settings))
+                    one(name, ctx)
+                    results += ctx.results
+                ctx = BatchContext(rows, batch_id, by_name, self.settings, currencies_now(spark, self.settings))
+                try:
+                    run_parallel([functools.partial(one, name, ctx) for name in rest], PARALLEL_TABLES)
+                finally:
+                    results += ctx.results
+            finally:   # the evidence, also when a table failed its threshold
+                if results:
+                    write_dq_results(functools.reduce(DataFrame.unionByName, results), self.settings)
         finally:
             rows.unpersist()
         self.stats.batches += 1
