@@ -160,7 +160,7 @@ def _table(name: str, family: str, fields: Sequence[EventField], what: str) -> T
 
 _CLICKSTREAM_FIELDS = (
     _f("page_type", "payload.page.type"), _f("page_path", "payload.page.path"),
-    _f("page_referrer", "payload.page.referrer"), _f("element_id", "payload.element.id"),
+    _f("page_referrer", "payload.page.referrer", conform=redact_free_text), _f("element_id", "payload.element.id"),
     _f("element_text", "payload.element.text"), _f("merchant_id", "payload.merchant_id", type="bigint"),
     *_DEVICE, _f("channel", "payload.device.channel"), _f("app_version", "payload.device.app_version"), *_GEO,
     _f("cart_amount_minor", "payload.cart.amount_minor", type="bigint"),
@@ -170,7 +170,8 @@ _SESSION_FIELDS = (
     # `device.channel` repeats the session's `channel`: one column for both
     _f("channel", "payload.channel", "payload.device.channel"), *_DEVICE,
     _f("app_version", "payload.device.app_version"), *_GEO, _f("merchant_id", "payload.merchant_id", type="bigint"),
-    _f("landing_path", "payload.landing.path"), _f("landing_referrer", "payload.landing.referrer"),
+    _f("landing_path", "payload.landing.path"),
+    _f("landing_referrer", "payload.landing.referrer", conform=redact_free_text),   # URLs can carry e-mails
     _f("duration_ms", "payload.duration_ms", type="bigint"), _f("page_views", "payload.page_views", type="int"),
     _f("clicks", "payload.clicks", type="int"), _f("outcome", "payload.outcome"),
     _f("charge_id", "payload.charge_id", type="bigint"),
