@@ -176,6 +176,14 @@ def apply_source_table(bronze: DataFrame, source: SourceTable, ctx: BatchContext
         validation = validate_batch(protected.where(typed_ok).drop(TYPE_ERRORS), source.name, batch_id,
                                     QualityParams(currencies=ctx.currencies, parents=parents), bronze_name)
         with validation:
+            # The evidence first, then the threshold, then silver: a batch over the threshold stops the
+            # job before any of its rows lands (every write here is replay-safe, so the re-run is too).
+            n_quarantined = 0
+            if n_type_errors or validation.quarantined_count:
+                n_quarantined = q.write_quarantine(type_errors.unionByName(validation.quarantined), settings,
+                                                   source.name, batch_id)
+            ctx.results.append(validation.results)
+            check_threshold(validation, settings)
             path = _silver(settings, source.name)
             if source.scd2:
                 applied = apply_scd2(validation.valid, path, source.keys)
@@ -183,12 +191,6 @@ def apply_source_table(bronze: DataFrame, source: SourceTable, ctx: BatchContext
                 from lakehouse.silver.ingest import markers_path
                 applied = apply_cdc(validation.valid, path, markers_path(settings, source.name), source.keys,
                                     has_deletes=n_deletes > 0)
-            n_quarantined = 0
-            if n_type_errors or validation.quarantined_count:
-                n_quarantined = q.write_quarantine(type_errors.unionByName(validation.quarantined), settings,
-                                                   source.name, batch_id)
-            ctx.results.append(validation.results)
-            check_threshold(validation, settings)
         return applied, n_quarantined
     finally:
         changes.unpersist()

@@ -13,7 +13,7 @@ def test_committed_quality_doc_matches_the_suite_registry() -> None:
 
 def test_the_suites_block_names_every_table_and_severity() -> None:
     text = render_suites()
-    assert text.startswith("25 suites, 194 expectations.")
+    assert text.startswith("25 suites, 192 expectations.")
     assert "### `silver.charges`" in text and "### `silver.ref_currencies`" in text
     assert ("| `expect_column_values_to_be_in_set(status)` | `expect_column_values_to_be_in_set` | "
             "`value_set={authorized, canceled, captured, failed, pending}` | error |") in text
