@@ -63,7 +63,8 @@ def register(*specs: TableSpec) -> None:
 def _load_layers() -> None:
     # Importing a layer's `tables` module registers its specs.
     import lakehouse.bronze.tables
-    import lakehouse.ops.tables  # noqa: F401
+    import lakehouse.ops.tables
+    import lakehouse.quality.tables  # noqa: F401
 
 
 def spec(full_name: str) -> TableSpec:
