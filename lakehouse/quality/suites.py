@@ -29,6 +29,7 @@ from lakehouse.quality.checks import (
     not_null,
     reference_exists,
 )
+from lakehouse.silver.tables import silver_name
 
 # The CHECK lists of the migrations.
 CHARGE_STATUSES = ("pending", "authorized", "captured", "failed", "canceled")
@@ -225,4 +226,4 @@ def silver_table_name(source: str) -> str:
     schema, _, table = source.partition(".")
     if not table:
         raise ValueError(f"{source!r} is not a <schema>.<table> name")
-    return f"ref_{table}" if schema == "ref" else table
+    return silver_name(schema, table)

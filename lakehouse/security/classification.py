@@ -31,6 +31,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from lakehouse.silver.tables import silver_name
+
 
 class DataClass(StrEnum):
     PII = "PII"
@@ -148,11 +150,6 @@ def events(family: str, *rules: ColumnRule | tuple[ColumnRule, ...]) -> TableRul
     """An event family: the envelope's fields (public), then the payload's."""
     envelope = public("schema_version", "event_id", "event_type", "event_time", "customer_id", "session_id")
     return TableRules(family, f"events.{family}", "customer_id", _flat((envelope, *rules)))
-
-
-def silver_name(schema: str, table: str) -> str:
-    """`payments.charges` -> `charges`, `ref.currencies` -> `ref_currencies`, `events.feedback` -> `feedback`."""
-    return f"ref_{table}" if schema == "ref" else table
 
 
 GEO_CITY = "the city of the IP's /16 network (ref.ip_networks): coarse, kept for fraud features"
