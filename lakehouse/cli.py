@@ -134,28 +134,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from lakehouse.oltp.demo import run_oltp_demo
     from lakehouse.ops.selfcheck import run_selfcheck
     from lakehouse.ops.tables import JOB_RUNS, SELFCHECK
+    from lakehouse.silver.demo import run_silver_demo
     from lakehouse.stack import stack
 
     settings = _settings(args)
     timings: dict[str, float] = {}
-    print("== 1/6 local services", flush=True)
+    print("== 1/8 local services", flush=True)
     t0 = time.monotonic()
     stack.up(settings)
     timings["stack_up_s"] = time.monotonic() - t0
     services = stack.status(settings)
 
-    print(f"== 2/6 OLTP: schema, {args.days} days of history (first run), {args.live_seconds:.0f}s of live payments",
+    print(f"== 2/8 OLTP: schema, {args.days} days of history (first run), {args.live_seconds:.0f}s of live payments",
           flush=True)
     t0 = time.monotonic()
     oltp = run_oltp_demo(settings, args.seed, args.days, args.live_seconds, args.rate)
     timings["oltp_s"] = time.monotonic() - t0
 
-    print("== 3/6 CDC: publication, Debezium connector, snapshot", flush=True)
+    print("== 3/8 CDC: publication, Debezium connector, snapshot", flush=True)
     t0 = time.monotonic()
     cdc.start(settings, wait=True)
     timings["cdc_s"] = time.monotonic() - t0
 
-    print("== 4/6 Spark + Delta: write a table, read it back by name", flush=True)
+    print("== 4/8 Spark + Delta: write a table, read it back by name", flush=True)
     t0 = time.monotonic()
     spark = get_spark(settings, app_name="lakehouse-demo")
     timings["spark_start_s"] = time.monotonic() - t0
@@ -169,13 +170,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
                dataclasses.asdict(result))
     timings["selfcheck_s"] = time.monotonic() - t0
 
-    print("== 5/6 bronze: Kafka -> bronze Delta (catch up), checked against PostgreSQL", flush=True)
+    print("== 5/8 bronze: Kafka -> bronze Delta (catch up), checked against PostgreSQL", flush=True)
     t0 = time.monotonic()
     bronze = run_bronze_demo(spark, settings)
     timings["bronze_s"] = time.monotonic() - t0
 
-    print("== 6/6 summary", flush=True)
-    ok = result.ok and bronze["ok"] and all(s["healthy"] for s in services)
+    print("== 6/8 silver: bronze -> silver (catch up: CDC merge, SCD2, conformance, PII protection, quality)",
+          flush=True)
+    t0 = time.monotonic()
+    silver = run_silver_demo(spark, settings)
+    timings["silver_s"] = time.monotonic() - t0
+
+    print("== 7/8 reconciliation: silver vs PostgreSQL, every table", flush=True)
+    print("== 8/8 summary", flush=True)
+    ok = result.ok and bronze["ok"] and silver["ok"] and all(s["healthy"] for s in services)
     print(_status_table(services))
     runs = read_table(spark, JOB_RUNS.full_name).count()
     total = read_table(spark, SELFCHECK.full_name).count()
@@ -193,17 +201,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
          ["job runs recorded", f"{runs} in {JOB_RUNS.full_name}"],
          ["bronze rows (this run)", f"{bronze['rows_written']:,} into {len(bronze['rows_by_table'])} tables"],
          ["charges bronze / OLTP", f"{bronze['charges_in_bronze']:,} / {bronze['charges_expected']:,}"],
+         ["silver changes applied", f"{silver['changes']:,} ({silver['quarantined']:,} quarantined)"],
+         ["reconcile silver vs OLTP", f"{silver['tables']} tables, {silver['rows']:,} rows, "
+                                      f"{len(silver['differing'])} differing" + (
+                                          f": {', '.join(silver['differing'])}" if silver["differing"] else "")],
          ["stack up", f"{timings['stack_up_s']:.1f}s"],
          ["OLTP steps", f"{timings['oltp_s']:.1f}s"],
          ["CDC start (snapshot)", f"{timings['cdc_s']:.1f}s"],
          ["Spark session start", f"{timings['spark_start_s']:.1f}s"],
          ["self-check", f"{timings['selfcheck_s']:.1f}s"],
          ["bronze catch-up", f"{timings['bronze_s']:.1f}s"],
+         ["silver + reconcile", f"{timings['silver_s']:.1f}s"],
          ["result", "OK" if ok else "FAILED"]]))
     print(f"\nTry: lakehouse sql \"SELECT job, status, rows_written, started_at FROM {JOB_RUNS.full_name} "
           "ORDER BY started_at DESC LIMIT 5\"\n     lakehouse sql \"SELECT op, count(*) FROM "
-          "bronze.cdc_payments_charges GROUP BY op\"\n     lakehouse simulate --seed 42 --rate 200 --duration 30 "
-          "&& lakehouse run bronze --once\nStop the services: lakehouse stack down")
+          "bronze.cdc_payments_charges GROUP BY op\"\n     lakehouse sql \"SELECT status, sum(amount_usd) FROM "
+          "silver.charges GROUP BY status\"\n     lakehouse reconcile\n     lakehouse simulate --seed 42 --rate 200 "
+          "--duration 30 && lakehouse run bronze --once && lakehouse run silver --once\n"
+          "Stop the services: lakehouse stack down")
     return 0 if ok else 1
 
 

@@ -81,4 +81,12 @@ def test_demo_prints_its_summary(stack, settings) -> None:
     assert f"sum(amount_minor)        | {s} / {s} expected" in res.stdout
     # every charge of the OLTP database reached bronze through Debezium and Kafka
     assert f"charges bronze / OLTP    | {charges:,} / {charges:,}" in res.stdout, explain(res)
+    # silver caught up and matches PostgreSQL row for row on every captured table
+    from lakehouse.cdc.connector import CAPTURED_SCHEMAS
+    from lakehouse.oltp.erd import introspect
+
+    with psycopg.connect(**pg_conninfo(settings)) as conn:
+        tables = introspect(conn, CAPTURED_SCHEMAS)
+        rows = sum(conn.execute(f"SELECT count(*) FROM {t.qualified}").fetchone()[0] for t in tables)
+    assert f"reconcile silver vs OLTP | {len(tables)} tables, {rows:,} rows, 0 differing" in res.stdout, explain(res)
     assert "result                   | OK" in res.stdout
