@@ -139,6 +139,7 @@ class SilverConfig:
     trigger_interval: str
     max_quarantine_ratio: float
     scd2_tables: tuple[str, ...] = ()
+    ge_result_format: str = "BOOLEAN_ONLY"
 
 
 @dataclass(frozen=True)
@@ -388,6 +389,8 @@ def _validate(s: Settings) -> None:
             raise ConfigError(f"{key}: {interval!r} is not an interval like '5 seconds' or '500 milliseconds'")
     if not 0.0 <= s.silver.max_quarantine_ratio <= 1.0:
         raise ConfigError(f"silver.max_quarantine_ratio: must be between 0 and 1, got {s.silver.max_quarantine_ratio}")
+    if s.silver.ge_result_format not in ("BASIC", "BOOLEAN_ONLY"):
+        raise ConfigError(f"silver.ge_result_format: must be BASIC or BOOLEAN_ONLY, got {s.silver.ge_result_format!r}")
     for name in s.silver.scd2_tables:
         if not re.match(r"^[a-z_]+\.[a-z_]+$", name):
             raise ConfigError(f"silver.scd2_tables: {name!r} is not a <schema>.<table> name of the OLTP database")

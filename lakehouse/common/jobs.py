@@ -96,9 +96,14 @@ def record_run(spark: SparkSession, settings: Settings, run_id: str, job: str, s
     append(spark.createDataFrame([row], JOB_RUNS.schema), settings, JOB_RUNS)
 
 
+QUIET_LOGGERS = ("py4j", "great_expectations")
+
+
 def run_job(name: str, argv: list[str] | None = None) -> int:
     """Entry point of `jobs/<name>.py` and `lakehouse run <name>`; returns the process exit code."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in QUIET_LOGGERS:     # their INFO is per call or per import, not per job step
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     job = JOBS.get(name)
     if job is None:
         print(f"error: unknown job {name!r}; known jobs: {', '.join(sorted(JOBS))}", file=sys.stderr)

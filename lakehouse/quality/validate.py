@@ -24,11 +24,12 @@ one aggregate job, which is why the in-row comparisons use the column-map
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,7 +206,7 @@ def _or(conditions: Sequence[Column]) -> Column:
     return out
 
 
-# --- Great Expectations: one ephemeral context per thread ------------------------------------------------
+# --- Great Expectations: ephemeral contexts, one thread at a time -------------------------------------------
 @dataclass(frozen=True)
 class _Compiled:
     """A suite's Spark expressions for one set of parameters: built once (each is a few py4j calls per
@@ -284,14 +285,29 @@ class _GxRunner:
         return len(self._context.validation_results_store.list_keys())
 
 
-_local = threading.local()
+class _RunnerPool:
+    """GE runners lent to one thread at a time. A pool rather than one per thread: the silver job's
+    tables run in threads that live for one micro-batch, and a runner (its context, suites and compiled
+    expressions) costs seconds to build, so each batch would pay that again."""
+
+    def __init__(self) -> None:
+        self._idle: list[_GxRunner] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def lend(self) -> Iterator[_GxRunner]:
+        with self._lock:
+            runner = self._idle.pop() if self._idle else None
+        if runner is None:
+            runner = _GxRunner()
+        try:
+            yield runner
+        finally:
+            with self._lock:
+                self._idle.append(runner)
 
 
-def _runner() -> _GxRunner:
-    runner = getattr(_local, "runner", None)
-    if runner is None:
-        runner = _local.runner = _GxRunner()
-    return runner
+_pool = _RunnerPool()
 
 
 def _raised(exception_info: Any) -> str | None:
@@ -306,9 +322,10 @@ def _raised(exception_info: Any) -> str | None:
     return None
 
 
-def _ge_results(suite: Suite, params: QualityParams, frame: DataFrame) -> dict[str, dict[str, Any]]:
+def _ge_results(runner: _GxRunner, suite: Suite, params: QualityParams, frame: DataFrame
+                ) -> dict[str, dict[str, Any]]:
     """GE's result per check name: success, and (BASIC) element_count, unexpected_count, unexpected_percent."""
-    run = _runner().run(suite, params, frame)
+    run = runner.run(suite, params, frame)
     out: dict[str, dict[str, Any]] = {}
     for r in run.results:
         config = r.expectation_config
@@ -354,7 +371,8 @@ def validate_batch(df: DataFrame, table: str, batch_id: int, params: QualityPara
         raise ValueError(f"quality suite {table}: the batch lacks columns {missing} (has {df.columns})")
     run_at = dt.datetime.now(dt.UTC)
 
-    compiled = _runner().compiled(suite, params)
+    with _pool.lend() as runner:
+        compiled = runner.compiled(suite, params)
     checked = F.col(OP).isNull() | (F.col(OP) != F.lit(DELETE)) if OP in df.columns else F.lit(True)
     # With lookups the batch is read several times (its keys for each parent, then the join): cached
     # first. Without, the one aggregate below computes everything straight into the flagged cache.
@@ -376,7 +394,8 @@ def validate_batch(df: DataFrame, table: str, batch_id: int, params: QualityPara
 
         counted = time.monotonic()
         if checked_count:
-            ge = _ge_results(suite, params, flagged.where(F.col(_CHECKED)))
+            with _pool.lend() as runner:
+                ge = _ge_results(runner, suite, params, flagged.where(F.col(_CHECKED)))
         else:   # only deletes (or nothing): every expectation holds vacuously, as GE would say
             ge = {c.name: {"success": True, "element_count": 0, "unexpected_count": 0, "unexpected_percent": None}
                   for c in suite.checks}

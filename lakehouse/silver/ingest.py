@@ -118,10 +118,12 @@ class SilverBatch:
         rows = batch.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             counts = {r["_bronze_table"]: int(r["count"]) for r in rows.groupBy("_bronze_table").count().collect()}
-            # Currencies first: the other tables' currency checks read them.
-            ref = sorted((n for n in counts if n in self.sources and self.sources[n].schema == "ref"),
-                         key=lambda n: (self.sources[n].table != "currencies", n))
-            rest = sorted(n for n in counts if n not in ref)
+            # Three phases: currencies (every currency check reads them), the other reference tables
+            # (conformance reads FX rates and countries), then the rest.
+            ref = sorted(n for n in counts if n in self.sources and self.sources[n].schema == "ref")
+            phases = [[n for n in ref if self.sources[n].table == "currencies"],
+                      [n for n in ref if self.sources[n].table != "currencies"],
+                      sorted(n for n in counts if n not in ref)]
             by_name = {s.name: s for s in self.sources.values()}
             spark = batch.sparkSession
 
@@ -136,18 +138,14 @@ class SilverBatch:
                     applied, quarantined = apply_event_family(part, family, ctx)
                     self.stats.add(family, counts[name], applied, quarantined)
 
-            # Conformance and validation of the others read the reference tables: those go first.
             results: list[DataFrame] = []
             try:
-                for name in ref:
+                for phase in (p for p in phases if p):
                     ctx = BatchContext(rows, batch_id, by_name, self.settings, currencies_now(spark, self.settings))
-                    one(name, ctx)
-                    results += ctx.results
-                ctx = BatchContext(rows, batch_id, by_name, self.settings, currencies_now(spark, self.settings))
-                try:
-                    run_parallel([functools.partial(one, name, ctx) for name in rest], PARALLEL_TABLES)
-                finally:
-                    results += ctx.results
+                    try:
+                        run_parallel([functools.partial(one, name, ctx) for name in phase], PARALLEL_TABLES)
+                    finally:
+                        results += ctx.results
             finally:   # the evidence, also when a table failed its threshold
                 if results:
                     write_dq_results(functools.reduce(DataFrame.unionByName, results), self.settings)

@@ -10,6 +10,8 @@ quarantined record holds the protected row: no plaintext PII in any silver table
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -45,6 +47,8 @@ REGIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "merchants": (("country_code", "region_code"),),
     "customers": (("country_code", "region_code"),),
 }
+log = logging.getLogger(__name__)
+
 TYPE_ERROR_REASON = "type error: "
 NO_FX_RATE = "no FX rate in effect for the currency on the day"
 
@@ -164,8 +168,10 @@ def apply_source_table(bronze: DataFrame, source: SourceTable, ctx: BatchContext
                .transform(conform(source, spark, settings))
                .transform(_unconvertible(source)))
     changes = changes.persist(StorageLevel.MEMORY_AND_DISK)
+    started = time.monotonic()
     try:
         n_type_errors, n_deletes, subjects = _profile(source, changes)
+        profiled = time.monotonic()
         protected = changes.transform(protect(source.name, _data_keys(subjects, settings)))
         typed_ok = F.size(F.col(TYPE_ERRORS)) == F.lit(0)
         type_errors = q.to_quarantine(
@@ -174,7 +180,9 @@ def apply_source_table(bronze: DataFrame, source: SourceTable, ctx: BatchContext
             "__reasons", bronze_name, partition_col=SOURCE_PARTITION, offset_col=SEQ_OFFSET)
         parents = {lk.parent: _parent_rows(ctx, lk.parent) for lk in suite(source.name).lookups}
         validation = validate_batch(protected.where(typed_ok).drop(TYPE_ERRORS), source.name, batch_id,
-                                    QualityParams(currencies=ctx.currencies, parents=parents), bronze_name)
+                                    QualityParams(currencies=ctx.currencies, parents=parents,
+                                                  ge_result_format=settings.silver.ge_result_format),
+                                    bronze_name)
         with validation:
             # The evidence first, then the threshold, then silver: a batch over the threshold stops the
             # job before any of its rows lands (every write here is replay-safe, so the re-run is too).
@@ -184,6 +192,7 @@ def apply_source_table(bronze: DataFrame, source: SourceTable, ctx: BatchContext
                                                    source.name, batch_id)
             ctx.results.append(validation.results)
             check_threshold(validation, settings)
+            validated = time.monotonic()
             path = _silver(settings, source.name)
             if source.scd2:
                 applied = apply_scd2(validation.valid, path, source.keys)
@@ -191,6 +200,9 @@ def apply_source_table(bronze: DataFrame, source: SourceTable, ctx: BatchContext
                 from lakehouse.silver.ingest import markers_path
                 applied = apply_cdc(validation.valid, path, markers_path(settings, source.name), source.keys,
                                     has_deletes=n_deletes > 0)
+        log.info("silver.%s batch %d: %s, %d quarantined; seconds: profile %.1f, validate+quarantine %.1f, "
+                 "apply %.1f", source.name, batch_id, applied, n_quarantined, profiled - started,
+                 validated - profiled, time.monotonic() - validated)
         return applied, n_quarantined
     finally:
         changes.unpersist()
@@ -203,7 +215,9 @@ def apply_event_family(bronze: DataFrame, family: str, ctx: BatchContext) -> tup
 
     spec = event_family(family).table
     applied = apply_events_batch(bronze, family, table_path(ctx.settings, spec.full_name))
-    n_quarantined = q.write_quarantine(bronze.transform(rejected_events(family)), ctx.settings, spec.name,
-                                       ctx.batch_id)
+    rejected = bronze.transform(rejected_events(family)).withColumns({   # + the quarantine's own columns
+        "record": F.coalesce(F.col("record"), F.lit("null")),             # a message with no value at all
+        "_batch_id": F.lit(ctx.batch_id).cast("bigint"), "_quarantined_at": F.current_timestamp()})
+    n_quarantined = q.write_quarantine(rejected, ctx.settings, spec.name, ctx.batch_id)
     return applied, n_quarantined
 

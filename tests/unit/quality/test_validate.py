@@ -135,9 +135,10 @@ def test_results_have_one_row_per_expectation_with_exact_counts(spark, charges_v
 
 
 def test_ge_keeps_no_results_from_run_to_run(charges_validation) -> None:
-    from lakehouse.quality.validate import _runner
+    from lakehouse.quality.validate import _pool
 
-    assert _runner().stored_results() == 0
+    with _pool.lend() as runner:
+        assert runner.stored_results() == 0
 
 
 def test_a_missing_parent_is_a_warning_not_a_quarantine(charges_validation) -> None:
