@@ -37,6 +37,23 @@ from _results import private_env, write_result
 from lakehouse.oltp.simulator import percentile
 
 
+def wait_for_silver(spark: Any, settings: Any, timeout_s: float) -> float | None:
+    """Seconds until silver.charges holds as many rows as payments.charges (None: not within `timeout_s`)."""
+    from lakehouse.common.tables import table_path
+    from lakehouse.oltp.db import admin_connect
+
+    with admin_connect(settings) as conn:
+        expected = conn.execute("SELECT count(*) FROM payments.charges").fetchone()[0]
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        have = spark.read.format("delta").load(table_path(settings, "silver.charges")).count()
+        print(f"silver_merge: silver.charges {have:,} / {expected:,}", file=sys.stderr, flush=True)
+        if have >= expected:
+            return round(time.monotonic() - started, 1)
+        time.sleep(10)
+    return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=14, help="days of history for the throughput run (default 14)")
@@ -44,6 +61,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60, help="traffic duration of the latency run (default 60)")
     ap.add_argument("--warmup", type=float, default=20, help="seconds of traffic left out of the latency figures")
     ap.add_argument("--workers", type=int, default=16)
+    ap.add_argument("--catch-up-timeout", type=float, default=1200,
+                    help="seconds to wait after the traffic for silver.charges to hold every charge (default 1200)")
     ap.add_argument("--skip-latency", action="store_true")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
@@ -107,7 +126,7 @@ def main() -> None:
                 raise RuntimeError(f"lakehouse simulate failed:\n{sim.stderr[-3000:]}")
             live = json.loads(sim.stdout)
             traffic_end_ms = time.time() * 1000
-            time.sleep(60)                                   # the last changes reach silver
+            caught_up_s = wait_for_silver(spark, settings, args.catch_up_timeout)
             for q in queries:
                 if not q.isActive:
                     raise RuntimeError(f"query {q.name} ended: {q.exception()}")
@@ -137,6 +156,7 @@ def main() -> None:
                 "silver_batch_s_median": round(statistics.median(p.batchDuration for p in progress) / 1000, 2)
                 if progress else None,
                 "silver_batches_live": len(progress),
+                "silver_caught_up_after_traffic_s": caught_up_s,
                 "bronze_batches_live": bstats.batches,
                 "silver_changes_live": sstats.changes,
                 "load_avg_1m_after": round(os.getloadavg()[0], 1),

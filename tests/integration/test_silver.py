@@ -138,10 +138,11 @@ def test_silver_reconciles_with_postgres_after_replays_and_a_kill(db: Settings, 
     # A replayed offset range of two tables: silver must not change at all.
     names = ["charges", "customers"]
     before = snapshot_rows(spark, db, names)
-    replayed = (replay_bronze_range(spark, db, "cdc_payments_charges", 40)
-                + replay_bronze_range(spark, db, "cdc_payments_customers", 40))
+    replayed = (replay_bronze_range(spark, db, "cdc_payments_charges", 40),
+                replay_bronze_range(spark, db, "cdc_payments_customers", 15))
+    assert replayed == (40, 15)     # partition 0 of customers holds about a third of ~70 change events
     again = helpers.last_json(run_ok(db, "run", "silver", "--once").stdout)
-    assert again["silver"]["changes"] == replayed == 80
+    assert again["silver"]["changes"] == 55
     assert snapshot_rows(spark, db, names) == before
 
     # More traffic with bronze and silver running continuously; silver is killed with SIGKILL mid-run.
