@@ -320,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="print the resolved configuration")
     p.set_defaults(func=cmd_config)
-    p = sub.add_parser("docs", help="regenerate the generated documents: tables (docs/tables.md, the default), "
+    p = sub.add_parser("docs", help="regenerate the generated documents: tables (docs/tables.md, docs/security.md's "
+                                    "classification, docs/quality.md's suites; the default), "
                                     "erd (docs/oltp/erd.md and erd.svg, from the live OLTP schema) or all")
     p.add_argument("which", nargs="?", choices=["tables", "erd", "all"], default="tables",
                    help="tables needs nothing running; erd and all connect to the OLTP database (default: tables)")

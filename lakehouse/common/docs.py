@@ -27,8 +27,11 @@ def render_tables_md() -> str:
 
 def write_docs(root: Path | None = None) -> list[Path]:
     """Regenerates every generated document; returns the paths written."""
+    from lakehouse.quality.docs import write_quality_md
+    from lakehouse.security.classification import write_classification_doc
+
     root = root or project_root()
     path = root / TABLES_MD
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_tables_md())
-    return [path]
+    return [path, write_classification_doc(root), write_quality_md(root)]
