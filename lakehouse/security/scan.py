@@ -13,7 +13,8 @@ the scan decodes every file:
 In each string it looks for the given needles (known plaintext values: the customers' e-mails, names,
 phones, test card numbers; case-insensitive, and a phone or card number also as its digits alone), for
 any card number (13-19 digits passing Luhn, the rule of lakehouse.security.redact) and for any e-mail
-address. Numbers (ids, sizes, epoch milliseconds in the log) are not text and are not scanned.
+address (UUIDs are not card numbers: masked first). Numbers (ids, sizes, epoch milliseconds in the log)
+are not text and are not scanned.
 
 A finding names the file, the column (or the JSON path in the log) and the kind, with the number of
 values and one example masked (first character and last two kept): the scan never prints a value.
@@ -36,6 +37,10 @@ from lakehouse.common.config import Settings
 from lakehouse.security.redact import find_emails, find_pans
 
 KIND_NEEDLE, KIND_PAN, KIND_EMAIL = "known_value", "card_number", "email"
+# A UUID (event ids; the data file names in Delta's log) is never a card number, although a run of its
+# all-digit groups can be 13-19 digits that pass Luhn: masked before the card-number check.
+_UUID_RE = re.compile(r"(?<![0-9A-Fa-f])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+                      r"(?![0-9A-Fa-f])")
 # Cheap prefilter of a value before the exact checks: a long digit run with separators, or an "@".
 _PREFILTER = r"[0-9][0-9 -]{11,}[0-9]|@"
 _TEXT_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary, pa.types.is_large_binary)
@@ -82,7 +87,7 @@ class _Matcher:
             (d for d in self.numbers if d in digits_only), None)
         if needle is not None:
             yield KIND_NEEDLE, needle
-        for pan in find_pans(text):
+        for pan in find_pans(_UUID_RE.sub(" ", text)):
             yield KIND_PAN, pan
         for email in find_emails(text):
             yield KIND_EMAIL, email

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from lakehouse.oltp.vault import luhn_check_digit
 from lakehouse.security.keys import DataKeys, MasterKey, master_key_id
 from lakehouse.security.protect import protect
+from lakehouse.security.redact import find_pans
 from lakehouse.security.scan import Finding, mask, scan_silver
 
 PAN = "4000002760003" + luhn_check_digit("4000002760003")      # 14-digit test number
@@ -81,3 +82,14 @@ def test_mask_and_str() -> None:
     assert str(Finding("t/x.parquet", "email", "email", 3, mask(EMAIL))) == \
         f"t/x.parquet: email: email ×3 (e.g. {mask(EMAIL)})"
     assert scan_silver(str(Path("/nonexistent/silver"))) == []
+
+
+def test_a_uuid_whose_digit_groups_pass_luhn_is_not_a_card_number(tmp_path: Path) -> None:
+    # 12345678-1234-5678-... : the first three groups are 16 digits; the last digit makes them pass Luhn
+    digits = "123456781234567"
+    check = luhn_check_digit(digits)
+    uuid = f"{digits[:8]}-{digits[8:12]}-{digits[12:]}{check}-abcd-0123456789ab"
+    assert find_pans(uuid) == [digits + check]                 # the plain rule would flag it
+    pq.write_table(pa.table({"event_id": [uuid], "note": [f"card {PAN} in {uuid}"]}), tmp_path / "t.parquet")
+    findings = scan_silver(str(tmp_path))
+    assert [(f.column, f.kind, f.values) for f in findings] == [("note", "card_number", 1)]
