@@ -242,11 +242,12 @@ def test_a_disagreement_between_ge_and_the_predicates_stops_the_batch(spark, mon
 
 
 def test_an_expectation_ge_cannot_evaluate_raises(spark) -> None:
-    from lakehouse.quality.validate import _ge_results
+    from lakehouse.quality.validate import _ge_results, _pool
 
     frame = spark.createDataFrame([(1,)], "charge_id long")
-    with pytest.raises(RuntimeError, match=r"quality suite merchants: expectation .* could not be evaluated"):
-        _ge_results(suite("merchants"), QualityParams(CURRENCIES), frame)
+    with _pool.lend() as runner, \
+            pytest.raises(RuntimeError, match=r"quality suite merchants: expectation .* could not be evaluated"):
+        _ge_results(runner, suite("merchants"), QualityParams(CURRENCIES), frame)
 
 
 def test_a_batch_the_caller_cached_stays_cached_and_ours_is_released(spark) -> None:
