@@ -5,17 +5,19 @@ Library code never builds a session: it takes `spark` or calls `active_spark()`.
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pyspark import InheritableThread
 from pyspark.errors import StreamingQueryException
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.common.config import ConfigError, Settings
@@ -138,3 +140,13 @@ def await_query(query: StreamingQuery, should_stop: Callable[[], bool], name: st
     finally:
         if query.isActive:
             query.stop()
+
+
+def all_of(conditions: Sequence[Column]) -> Column:
+    """The conjunction of one or more boolean columns."""
+    return functools.reduce(operator.and_, conditions)
+
+
+def any_of(conditions: Sequence[Column]) -> Column:
+    """The disjunction of one or more boolean columns."""
+    return functools.reduce(operator.or_, conditions)

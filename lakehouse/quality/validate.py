@@ -42,6 +42,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.bronze.tables import cdc_table
 from lakehouse.common.config import Settings
+from lakehouse.common.spark import all_of, any_of
 from lakehouse.quality.checks import ERROR, HELPER_PREFIX, Check, Lookup, Suite, unexpected_condition
 from lakehouse.quality.quarantine import to_quarantine
 from lakehouse.quality.suites import suite as suite_of
@@ -183,27 +184,14 @@ def with_lookups(lookups: Sequence[Lookup], parents: Mapping[str, DataFrame], ta
                      .agg(F.lit(True).alias(lk.found_column),
                           *[F.max(lk.value_column(v)).alias(lk.value_column(v)) for v in lk.values]))
             on = [F.col(c) == F.col(k) for c, k in zip(lk.child_columns, key_names, strict=True)]
-            child_null = _or([F.col(c).isNull() for c in lk.child_columns])
-            out = (out.join(F.broadcast(found), on=_and(on), how="left")
+            child_null = any_of([F.col(c).isNull() for c in lk.child_columns])
+            out = (out.join(F.broadcast(found), on=all_of(on), how="left")
                    .withColumn(lk.found_column, F.when(child_null, F.lit(None).cast("boolean"))
                                .otherwise(F.coalesce(F.col(lk.found_column), F.lit(False))))
                    .drop(*key_names))
         return out
     return _
 
-
-def _and(conditions: Sequence[Column]) -> Column:
-    out = conditions[0]
-    for c in conditions[1:]:
-        out = out & c
-    return out
-
-
-def _or(conditions: Sequence[Column]) -> Column:
-    out = conditions[0]
-    for c in conditions[1:]:
-        out = out | c
-    return out
 
 
 # --- Great Expectations: ephemeral contexts, one thread at a time -------------------------------------------

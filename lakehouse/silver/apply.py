@@ -23,6 +23,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from lakehouse.common.spark import all_of
 from lakehouse.silver.cdc import COMMITTED_AT, OP, SEQ_LSN, SEQ_OFFSET, SEQUENCE, TYPE_ERRORS, latest_change_per_key
 from lakehouse.silver.tables import IS_CURRENT, IS_DELETED, VALID_FROM, VALID_TO
 
@@ -79,12 +80,12 @@ def apply_cdc(changes: DataFrame, target_path: str, markers_path: str, keys: Seq
     # A change older than a delete already applied to its key would re-create a deleted row: dropped.
     on_key = [F.col(f"c.{k}").eqNullSafe(F.col(f"m.{k}")) for k in keys]
     deleted_later = markers.toDF().alias("m")
-    applicable = (latest.alias("c").join(deleted_later, on=_all(on_key), how="left")
+    applicable = (latest.alias("c").join(deleted_later, on=all_of(on_key), how="left")
                   .where(F.col(f"m.{SEQ_LSN}").isNull() | newer("c", "m")).select("c.*"))
 
     is_delete = F.col(f"s.{OP}") == F.lit("d")
     columns: dict[str, str | Column] = {name: F.col(f"s.{name}") for name in row_schema.fieldNames()}
-    match = _all([F.col(f"t.{k}").eqNullSafe(F.col(f"s.{k}")) for k in keys])
+    match = all_of([F.col(f"t.{k}").eqNullSafe(F.col(f"s.{k}")) for k in keys])
     metrics = _metrics(target.alias("t").merge(applicable.alias("s"), match)
                        .whenMatchedDelete(condition=is_delete & newer("s", "t"))
                        .whenMatchedUpdate(condition=~is_delete & newer("s", "t"), set=columns)
@@ -101,12 +102,6 @@ def apply_cdc(changes: DataFrame, target_path: str, markers_path: str, keys: Seq
      .execute())
     return metrics
 
-
-def _all(conditions: list[Column]) -> Column:
-    out = conditions[0]
-    for c in conditions[1:]:
-        out = out & c
-    return out
 
 
 def _metrics(result: DataFrame) -> dict[str, int]:
@@ -135,7 +130,7 @@ def apply_scd2(changes: DataFrame, target_path: str, keys: Sequence[str]) -> dic
                 .drop(OP)
                 .dropDuplicates([*keys, *SEQUENCE]))
     target = _ensure(spark, target_path, versions.schema)
-    version_key = _all([F.col(f"t.{c}").eqNullSafe(F.col(f"s.{c}")) for c in (*keys, *SEQUENCE)])
+    version_key = all_of([F.col(f"t.{c}").eqNullSafe(F.col(f"s.{c}")) for c in (*keys, *SEQUENCE)])
     values: dict[str, str | Column] = {name: F.col(f"s.{name}") for name in versions.schema.fieldNames()}
     inserted = _metrics(target.alias("t").merge(versions.alias("s"), version_key)
                         .whenNotMatchedInsert(values=values).execute())["inserted"]
