@@ -17,6 +17,8 @@ def render_tables_md() -> str:
     for spec in registered():
         out += [f"## `{spec.full_name}`", "", spec.comment, ""]
         out.append(f"- partitioned by: {', '.join(f'`{c}`' for c in spec.partition_by) or 'none'}")
+        if spec.cluster_by:
+            out.append(f"- clustered by: {', '.join(f'`{c}`' for c in spec.cluster_by)}")
         props = ", ".join(f"`{k}={v}`" for k, v in sorted(spec.properties.items()))
         out += [f"- properties: {props or 'none'}", "", "| column | type | nullable |", "|---|---|---|"]
         out += [f"| `{f.name}` | `{f.dataType.simpleString()}` | {'yes' if f.nullable else 'no'} |"

@@ -65,6 +65,8 @@ JOBS: dict[str, Job] = {
             "lakehouse.bronze.jobs:bronze_job"),
         Job("silver", "bronze Delta -> silver (CDC merge, SCD2, conformance, PII protection, data quality); "
                       "--once: catch up and stop", "lakehouse.silver.jobs:silver_job"),
+        Job("gold", "silver Delta -> gold star schema and aggregates, built from silver's current state",
+            "lakehouse.gold.jobs:gold_job"),
     ]
 }
 

@@ -10,13 +10,28 @@ external entry for every Delta table found on storage, registered or not, at ses
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.types import StructType
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    BooleanType,
+    DataType,
+    DateType,
+    DecimalType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    ShortType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from lakehouse.common.config import Settings
 
@@ -35,17 +50,48 @@ class TableSpec:
     comment: str
     partition_by: tuple[str, ...] = ()
     properties: Mapping[str, str] = field(default_factory=dict)
+    cluster_by: tuple[str, ...] = ()      # liquid clustering keys (OPTIMIZE clusters by them)
 
     def __post_init__(self) -> None:
         if self.layer not in LAYERS:
             raise ValueError(f"table {self.name}: unknown layer {self.layer!r}; expected one of {LAYERS}")
-        missing = [c for c in self.partition_by if c not in self.schema.fieldNames()]
-        if missing:
-            raise ValueError(f"table {self.full_name}: partition columns {missing} are not in its schema")
+        for kind, cols in (("partition", self.partition_by), ("clustering", self.cluster_by)):
+            missing = [c for c in cols if c not in self.schema.fieldNames()]
+            if missing:
+                raise ValueError(f"table {self.full_name}: {kind} columns {missing} are not in its schema")
+        if self.partition_by and self.cluster_by:
+            raise ValueError(f"table {self.full_name}: Delta tables are partitioned or clustered, not both")
 
     @property
     def full_name(self) -> str:
         return f"{self.layer}.{self.name}"
+
+
+_DDL_TYPES: dict[str, DataType] = {
+    "string": StringType(), "bigint": LongType(), "int": IntegerType(), "smallint": ShortType(),
+    "boolean": BooleanType(), "date": DateType(), "timestamp": TimestampType(), "double": DoubleType(),
+}
+_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+
+
+def columns(ddl: str) -> StructType:
+    """A schema from `name type [not null], ...` (types: string, bigint, int, smallint, boolean, date,
+    timestamp, double, decimal(p,s)); keeps the table declarations short and readable."""
+    fields = []
+    for part in re.split(r",(?![^(]*\))", ddl):
+        words = part.split()
+        if not words:
+            continue
+        not_null = [w.lower() for w in words[-2:]] == ["not", "null"]
+        name, type_name = words[0], " ".join(words[1:-2] if not_null else words[1:]).lower()
+        if m := _DECIMAL.match(type_name):
+            data_type: DataType = DecimalType(int(m.group(1)), int(m.group(2)))
+        elif type_name in _DDL_TYPES:
+            data_type = _DDL_TYPES[type_name]
+        else:
+            raise ValueError(f"column {name!r}: unknown type {type_name!r}")
+        fields.append(StructField(name, data_type, nullable=not not_null))
+    return StructType(fields)
 
 
 _REGISTRY: dict[str, TableSpec] = {}
@@ -63,6 +109,7 @@ def register(*specs: TableSpec) -> None:
 def _load_layers() -> None:
     # Importing a layer's `tables` module registers its specs.
     import lakehouse.bronze.tables
+    import lakehouse.gold.tables
     import lakehouse.ops.tables
     import lakehouse.quality.tables  # noqa: F401
 
@@ -96,6 +143,8 @@ def ensure_table(spark: SparkSession, settings: Settings, table: TableSpec) -> N
                .comment(table.comment))
     if table.partition_by:
         builder = builder.partitionedBy(*table.partition_by)
+    if table.cluster_by:
+        builder = builder.clusterBy(*table.cluster_by)
     for key, value in table.properties.items():
         builder = builder.property(key, value)
     builder.execute()
@@ -116,6 +165,23 @@ def append(df: DataFrame, settings: Settings, table: TableSpec) -> None:
                          f"the registered schema {table.schema.simpleString()}")
     ensure_table(df.sparkSession, settings, table)
     df.write.format("delta").mode("append").saveAsTable(table.full_name)
+
+
+def conform(df: DataFrame, table: TableSpec) -> DataFrame:
+    """`df` with exactly `table`'s columns, in order, cast to their types (a missing column is an error;
+    extra columns are dropped)."""
+    missing = [f.name for f in table.schema.fields if f.name not in df.columns]
+    if missing:
+        raise ValueError(f"{table.full_name}: the DataFrame lacks the columns {missing}")
+    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in table.schema.fields])
+
+
+def overwrite(df: DataFrame, settings: Settings, table: TableSpec) -> None:
+    """Replaces the rows of `table` (created first) with `df`, conformed to its schema; one Delta commit,
+    so readers see the old rows or the new ones, never a mix."""
+    ensure_table(df.sparkSession, settings, table)
+    df.transform(lambda d: conform(d, table)).write.format("delta").mode("overwrite").save(
+        table_path(settings, table.full_name))
 
 
 def _delta_tables_on_storage(settings: Settings, layers: Iterable[str]) -> list[str]:

@@ -1,0 +1,115 @@
+"""silver Delta -> gold Delta: the I/O of the layer (the transforms are in dims, facts, aggregates).
+
+    silver ─ read_silver ─► dimensions ─► facts ─► aggregates      (each step written, then read back)
+
+`build_gold` computes every gold table from silver's current contents and replaces each one in a single
+Delta commit. The same silver gives the same gold (surrogate keys are hashes of the source sequence,
+scores break ties by key), so a rebuild from scratch reproduces a table exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.common.config import Settings
+from lakehouse.common.tables import TableSpec, overwrite, table_path
+from lakehouse.gold import aggregates as agg
+from lakehouse.gold import dims, facts
+from lakehouse.gold import tables as t
+from lakehouse.gold.sources import read_silver
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GoldStats:
+    """Rows per gold table written by a build, and the seconds it took."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"tables": len(self.rows), "rows": dict(sorted(self.rows.items())),
+                "seconds": {k: round(v, 1) for k, v in sorted(self.seconds.items())}}
+
+
+def read_gold(spark: SparkSession, settings: Settings, table: TableSpec) -> DataFrame:
+    return spark.read.format("delta").load(table_path(settings, table.full_name))
+
+
+def _quarantined(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Every quarantined row of silver (captured tables' and event families') as (`table`, `quarantined_at`)."""
+    from lakehouse.bronze.tables import EVENT_FAMILIES
+    from lakehouse.quality.tables import QUARANTINE_PREFIX, QUARANTINE_TABLES, quarantine_table
+    from lakehouse.silver.events import event_family
+
+    tables = {q.full_name: q for q in QUARANTINE_TABLES}
+    tables.update({q.full_name: q for q in (quarantine_table(event_family(f).table.name) for f in EVENT_FAMILIES)})
+    paths = {name: table_path(settings, q.full_name) for name, q in sorted(tables.items())}
+    parts = [spark.read.format("delta").load(path).select(
+                 F.lit(tables[name].name.removeprefix(QUARANTINE_PREFIX)).alias("table"),
+                 F.col("_quarantined_at").alias("quarantined_at"))
+             for name, path in paths.items() if DeltaTable.isDeltaTable(spark, path)]
+    empty = spark.createDataFrame([], "table string, quarantined_at timestamp")
+    return functools.reduce(DataFrame.unionByName, parts, empty)
+
+
+def build_gold(spark: SparkSession, settings: Settings, progress: Callable[[str], None] = log.info) -> GoldStats:
+    """Builds every gold table from silver (dimensions, then facts, then aggregates) and replaces it."""
+    stats = GoldStats()
+
+    def silver(name: str) -> DataFrame:
+        return read_silver(spark, settings, name)
+
+    def write(table: TableSpec, df: DataFrame) -> DataFrame:
+        started = time.monotonic()
+        overwrite(df, settings, table)
+        written = read_gold(spark, settings, table)
+        stats.rows[table.name] = written.count()
+        stats.seconds[table.name] = time.monotonic() - started
+        progress(f"gold.{table.name}: {stats.rows[table.name]:,} rows in {stats.seconds[table.name]:.1f}s")
+        return written
+
+    charges = silver("charges")
+    write(t.DIM_TIME, dims.build_dim_time(spark))
+    write(t.DIM_DEVICE, dims.build_dim_device(spark))
+    write(t.DIM_CURRENCY, dims.build_dim_currency(silver("ref_currencies")))
+    geography = write(t.DIM_GEOGRAPHY, dims.build_dim_geography(silver("ref_countries"), silver("ref_regions")))
+    merchant = write(t.DIM_MERCHANT, dims.build_dim_merchant(silver("merchants"), silver("ref_merchant_categories")))
+    customer = write(t.DIM_CUSTOMER, dims.build_dim_customer(silver("customers")))
+    method = write(t.DIM_PAYMENT_METHOD, dims.build_dim_payment_method(silver("payment_methods"), silver("cards")))
+    plan = write(t.DIM_PLAN, dims.build_dim_plan(silver("plans"), silver("products")))
+    d = facts.Dimensions(merchant=merchant, customer=customer, payment_method=method, geography=geography, plan=plan)
+
+    disputes = silver("disputes")
+    payments = write(t.FACT_PAYMENTS, facts.build_fact_payments(charges, silver("fraud_ground_truth"), disputes, d))
+    refunds = write(t.FACT_REFUNDS, facts.build_fact_refunds(silver("refunds"), charges, d))
+    disputes_f = write(t.FACT_DISPUTES, facts.build_fact_disputes(disputes, charges, d))
+    ledger = write(t.FACT_BALANCE, facts.build_fact_balance_movements(silver("balance_transactions"), d))
+    subs = write(t.FACT_SUBSCRIPTION_EVENTS,
+                 facts.build_fact_subscription_events(silver("subscriptions"), silver("invoices"), d))
+    dates = functools.reduce(DataFrame.unionByName, [
+        f.select(F.to_date(F.col(c)).alias("date")) for f, c in
+        ((payments, "created_at"), (refunds, "created_at"), (disputes_f, "opened_at"), (ledger, "created_at"),
+         (subs, "event_at"))])
+    write(t.DIM_DATE, dims.build_dim_date(dates))
+
+    daily = write(t.AGG_REVENUE_DAILY, agg.build_agg_revenue_daily(ledger, merchant, payments))
+    write(t.AGG_REVENUE_WEEKLY, agg.roll_up_revenue(daily, "week"))
+    write(t.AGG_REVENUE_MONTHLY, agg.roll_up_revenue(daily, "month"))
+    write(t.AGG_FRAUD_DAILY, agg.build_agg_fraud_daily(payments, merchant))
+    write(t.AGG_CUSTOMER_RFM, agg.build_agg_customer_rfm(payments))
+    write(t.AGG_PLAN_MONTHLY, agg.build_agg_plan_monthly(silver("subscriptions"), silver("invoices"),
+                                                         read_gold(spark, settings, t.DIM_PLAN)
+                                                         .where(F.col("plan_id") != F.lit(t.UNKNOWN_SK)),
+                                                         silver("ref_fx_rates")))
+    write(t.AGG_COMPLIANCE_DAILY, agg.build_agg_compliance_daily(silver("dq_results"), _quarantined(spark, settings)))
+    return stats
