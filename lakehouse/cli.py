@@ -1,4 +1,4 @@
-"""The `lakehouse` command line: stack, sql, run, demo, config, jobs.
+"""The `lakehouse` command line: stack, sql, query, run, demo, config, jobs.
 
 Spark and the services are imported only by the verbs that need them, so `--help` and
 `stack status` stay fast.
@@ -14,10 +14,15 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.common.config import ConfigError, Settings, as_dict, load_settings, parse_overrides
 from lakehouse.common.jobs import JOBS, add_common_options
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from lakehouse.gold.querypack import Param, Query
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -70,16 +75,20 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     spark = get_spark(settings, app_name="lakehouse-sql")
-    df = spark.sql(args.statement)
-    rows = df.limit(args.max_rows + 1).collect() if not args.json else df.collect()
-    columns = df.columns
-    if args.json:
-        print(json.dumps([r.asDict(recursive=True) for r in rows], default=_json_default))
-        return 0
-    print(format_table(columns, [[r[c] for c in columns] for r in rows[: args.max_rows]]))
-    if len(rows) > args.max_rows:
-        print(f"(only the first {args.max_rows} rows shown; use --max-rows or --json)")
+    print_result(spark.sql(args.statement), args.json, args.max_rows)
     return 0
+
+
+def print_result(df: DataFrame, as_json: bool, max_rows: int) -> None:
+    """Every row as a JSON array (`as_json`), else the first `max_rows` as a table and a note when cut."""
+    rows = df.limit(max_rows + 1).collect() if not as_json else df.collect()
+    columns = df.columns
+    if as_json:
+        print(json.dumps([r.asDict(recursive=True) for r in rows], default=_json_default))
+        return
+    print(format_table(columns, [[r[c] for c in columns] for r in rows[:max_rows]]))
+    if len(rows) > max_rows:
+        print(f"(only the first {max_rows} rows shown; use --max-rows or --json)")
 
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -92,6 +101,50 @@ def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     out += [" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     out.append(f"({len(cells)} row{'s' if len(cells) != 1 else ''})")
     return "\n".join(out)
+
+
+# --- query ---------------------------------------------------------------------------------------
+def cmd_query(args: argparse.Namespace) -> int:
+    """A named query from the pack (lakehouse.gold.querypack), or `--list` of them; 2 on bad input."""
+    from lakehouse.gold.querypack import QueryError, bind, list_queries, load_query, parse_param_args, run
+
+    try:
+        if args.list and (args.name or args.param):
+            raise QueryError("--list takes no query name and no --param")
+        if args.list:
+            return _print_queries(list_queries(), args.json)
+        if not args.name:
+            raise QueryError("give a query name, or --list to see the queries")
+        query = load_query(args.name)
+        values = bind(query, parse_param_args(args.param))
+    except QueryError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from lakehouse.common.spark import get_spark
+
+    spark = get_spark(_settings(args), app_name="lakehouse-query")
+    print_result(run(spark, query, values), args.json, args.max_rows)
+    return 0
+
+
+def _print_queries(queries: list[Query], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps([{"name": q.name, "description": q.description,
+                           "params": [dataclasses.asdict(p) for p in q.params]} for q in queries],
+                         default=_json_default))
+    else:
+        print(format_table(["query", "parameters", "description"],
+                           [[q.name, ", ".join(_param_usage(p) for p in q.params), q.description] for q in queries]))
+    return 0
+
+
+def _param_usage(p: Param) -> str:
+    """`name type`, then `(required)` or `= default` (NULL when optional without one)."""
+    if p.required:
+        return f"{p.name} {p.type} (required)"
+    default = ("NULL" if p.default is None else str(p.default).lower() if isinstance(p.default, bool)
+               else _json_default(p.default))
+    return f"{p.name} {p.type} = {default}"
 
 
 # --- reconcile ---------------------------------------------------------------------------------
@@ -290,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print all rows as a JSON array")
     p.add_argument("--max-rows", type=int, default=100, help="rows shown in table output (default 100)")
     p.set_defaults(func=cmd_sql)
+
+    p = sub.add_parser("query", help="run a named query from the query pack (queries/*.sql); --list shows them")
+    p.add_argument("name", nargs="?", help="the query, as in `lakehouse query --list`")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a parameter of the query (repeatable); omitted ones take their defaults")
+    p.add_argument("--list", action="store_true", help="list the queries with their parameters")
+    p.add_argument("--json", action="store_true", help="print all rows (with --list: the queries) as a JSON array")
+    p.add_argument("--max-rows", type=int, default=100, help="rows shown in table output (default 100)")
+    p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("run", help="run a pipeline job (see `lakehouse jobs`); extra options go to the job")
     p.add_argument("job", choices=sorted(JOBS))
