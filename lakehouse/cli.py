@@ -150,22 +150,28 @@ def _param_usage(p: Param) -> str:
 # --- reconcile ---------------------------------------------------------------------------------
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from lakehouse.common.spark import get_spark
+    from lakehouse.gold.reconcile import reconcile_gold
     from lakehouse.silver.reconcile import reconcile
 
     settings = _settings(args)
+    if args.table and args.layer != "silver":
+        print("error: --table names silver tables; use it with --layer silver", file=sys.stderr)
+        return 2
     spark = get_spark(settings, app_name="lakehouse-reconcile")
-    reports = reconcile(spark, settings, args.table or None)
+    reports = reconcile(spark, settings, args.table or None) if args.layer in ("silver", "all") else []
+    reports += reconcile_gold(spark, settings) if args.layer in ("gold", "all") else []
     ok = all(r.ok for r in reports)
+    layer = "the lakehouse" if args.layer == "all" else args.layer
     if args.json:
-        print(json.dumps({"ok": ok, "tables": [r.as_dict() for r in reports]}, default=str))
+        print(json.dumps({"ok": ok, "layer": args.layer, "tables": [r.as_dict() for r in reports]}, default=str))
     else:
-        print(format_table(["table", "postgres rows", "silver rows", "missing", "extra", "changed", "result"],
+        print(format_table(["table", "postgres rows", "lakehouse rows", "missing", "extra", "changed", "result"],
                            [[r.table, r.oltp_rows, r.silver_rows, r.missing, r.extra, r.changed,
                              "ok" if r.ok else "DIFFERENT"] for r in reports]))
         for r in reports:
             for kind, keys in r.sample.items():
                 print(f"{r.table}: {kind} keys (first {len(keys)}): {', '.join(keys)}")
-        print("silver matches PostgreSQL" if ok else "silver DIFFERS from PostgreSQL")
+        print(f"{layer} matches PostgreSQL" if ok else f"{layer} DIFFERS from PostgreSQL")
     return 0 if ok else 1
 
 
@@ -358,9 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="process what is available and stop (availableNow)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("reconcile", help="compare silver's current state with PostgreSQL, table by table; "
-                                         "exit 1 on any difference")
+    p = sub.add_parser("reconcile", help="compare silver's current state with PostgreSQL, table by table, and "
+                                         "gold's net revenue with the OLTP ledger; exit 1 on any difference")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--layer", choices=("silver", "gold", "all"), default="silver",
+                   help="silver: every captured table (default); gold: net revenue per merchant, day and "
+                        "currency against payments.balance_transactions; all: both")
     p.add_argument("--table", action="append", default=[], help="only this silver table (repeatable)")
     p.set_defaults(func=cmd_reconcile)
 

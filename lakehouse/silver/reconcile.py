@@ -57,14 +57,19 @@ class TableReport:
         return {**asdict(self), "ok": self.ok}
 
 
+def read_jdbc(spark: SparkSession, settings: Settings, dbtable: str) -> DataFrame:
+    """A PostgreSQL table, or a `(SELECT ...) alias` subquery, over JDBC."""
+    info = pg_conninfo(settings)
+    return (spark.read.format("jdbc")
+            .option("url", pg_jdbc_url(settings)).option("dbtable", dbtable)
+            .option("user", str(info["user"])).option("password", str(info["password"]))
+            .option("driver", "org.postgresql.Driver").option("fetchsize", "10000")
+            .load())
+
+
 def read_oltp(spark: SparkSession, settings: Settings, source: SourceTable) -> DataFrame:
     """The PostgreSQL table over JDBC, columns cast to their silver types."""
-    info = pg_conninfo(settings)
-    df = (spark.read.format("jdbc")
-          .option("url", pg_jdbc_url(settings)).option("dbtable", source.qualified)
-          .option("user", str(info["user"])).option("password", str(info["password"]))
-          .option("driver", "org.postgresql.Driver").option("fetchsize", "10000")
-          .load())
+    df = read_jdbc(spark, settings, source.qualified)
     return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in source.columns.fields])
 
 
@@ -90,15 +95,17 @@ def _checksum(hashed: DataFrame) -> tuple[int, str]:
     return int(row["n"]), f"{int(row['n'])}:{(row['x'] or 0) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
-def compare(oltp: DataFrame, silver: DataFrame | None, source: SourceTable) -> TableReport:
-    """Compares the comparable PostgreSQL rows with silver's current rows by key (pure but for actions)."""
+def compare(oltp: DataFrame, silver: DataFrame | None, keys: tuple[str, ...], table: str, source: str) -> TableReport:
+    """Compares the comparable PostgreSQL rows with the lakehouse's rows (`silver`: silver's current
+    rows, or any rows of the same columns) by `keys` (pure but for actions); `table` and `source` name
+    the two sides in the report."""
     columns = oltp.columns
-    left = _hashed(oltp, source.keys, columns).persist()
+    left = _hashed(oltp, keys, columns).persist()
     if silver is None:
         silver = oltp.limit(0)
     missing_cols = [c for c in columns if c not in silver.columns]
     silver = silver.withColumns({c: F.lit(None).cast(oltp.schema[c].dataType) for c in missing_cols})
-    right = _hashed(silver.select(*columns), source.keys, columns).persist()
+    right = _hashed(silver.select(*columns), keys, columns).persist()
     try:
         n_left, sum_left = _checksum(left)
         n_right, sum_right = _checksum(right)
@@ -112,7 +119,7 @@ def compare(oltp: DataFrame, silver: DataFrame | None, source: SourceTable) -> T
         sample = {k: [r["key"] for r in diffs.where(F.col("kind") == k).orderBy("key").limit(SAMPLE).collect()]
                   for k in sorted(counts)}
         diffs.unpersist()
-        return TableReport(source.name, source.qualified, n_left, n_right, counts.get("missing", 0),
+        return TableReport(table, source, n_left, n_right, counts.get("missing", 0),
                            counts.get("extra", 0), counts.get("changed", 0), sum_left, sum_right, sample)
     finally:
         left.unpersist()
@@ -131,5 +138,6 @@ def reconcile(spark: SparkSession, settings: Settings, only: list[str] | None = 
     reports = []
     for source in sources:
         oltp = read_oltp(spark, settings, source).transform(comparable(source.name, pseudonym_key))
-        reports.append(compare(oltp, read_silver_current(spark, settings, source), source))
+        reports.append(compare(oltp, read_silver_current(spark, settings, source), source.keys, source.name,
+                               source.qualified))
     return reports
