@@ -13,7 +13,7 @@ SELECT c.cohort_month,
        CAST(MONTHS_BETWEEN(a.month_start, c.cohort_month) AS INT) AS months_since,
        s.cohort_size,
        COUNT(*) AS active_customers,
-       ROUND(100 * COUNT(*) / s.cohort_size, 2) AS retention_pct
+       ROUND(100.0 * COUNT(*) / s.cohort_size, 2) AS retention_pct
 FROM cohorts c
 JOIN active a ON a.customer_id = c.customer_id
 JOIN sizes s ON s.cohort_month = c.cohort_month

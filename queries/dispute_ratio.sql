@@ -17,7 +17,7 @@ SELECT COALESCE(p.merchant_id, d.merchant_id) AS merchant_id,
        COALESCE(p.captured, 0) AS captured_payments,
        COALESCE(d.disputes, 0) AS disputes,
        COALESCE(d.disputed_usd, 0) AS disputed_usd,
-       ROUND(100 * COALESCE(d.disputes, 0) / NULLIF(p.captured, 0), 3) AS dispute_ratio_pct,
+       ROUND(100.0 * COALESCE(d.disputes, 0) / NULLIF(p.captured, 0), 3) AS dispute_ratio_pct,
        COALESCE(100 * COALESCE(d.disputes, 0) / NULLIF(p.captured, 0) > :threshold_pct, d.disputes > 0)
            AS over_threshold
 FROM payments p

@@ -12,11 +12,11 @@ SELECT CASE :by WHEN 'device' THEN device_type
        END AS value,
        SUM(payments) AS payments,
        SUM(fraud_payments) AS fraud_payments,
-       ROUND(100 * SUM(fraud_payments) / NULLIF(SUM(payments), 0), 3) AS fraud_rate_pct,
+       ROUND(100.0 * SUM(fraud_payments) / NULLIF(SUM(payments), 0), 3) AS fraud_rate_pct,
        SUM(fraud_amount_usd) AS fraud_amount_usd,
-       ROUND(100 * SUM(fraud_amount_usd) / NULLIF(SUM(amount_usd), 0), 3) AS fraud_amount_pct,
+       ROUND(100.0 * SUM(fraud_amount_usd) / NULLIF(SUM(amount_usd), 0), 3) AS fraud_amount_pct,
        SUM(disputed_payments) AS disputed_payments,
-       ROUND(100 * SUM(disputed_payments) / NULLIF(SUM(payments), 0), 3) AS dispute_rate_pct
+       ROUND(100.0 * SUM(disputed_payments) / NULLIF(SUM(payments), 0), 3) AS dispute_rate_pct
 FROM gold.agg_fraud_daily
 GROUP BY 1
 ORDER BY fraud_rate_pct DESC, value

@@ -12,7 +12,7 @@ SELECT month_start,
        gross_usd,
        net_usd,
        LAG(net_usd) OVER (ORDER BY month_start) AS previous_net_usd,
-       ROUND(100 * (net_usd - LAG(net_usd) OVER (ORDER BY month_start))
+       ROUND(100.0 * (net_usd - LAG(net_usd) OVER (ORDER BY month_start))
              / NULLIF(LAG(net_usd) OVER (ORDER BY month_start), 0), 2) AS growth_pct
 FROM monthly
 ORDER BY month_start

@@ -5,7 +5,7 @@ SELECT month_start,
        SUM(new_subscriptions) AS new_subscriptions,
        SUM(churned) AS churned,
        SUM(active_end) AS active_end,
-       ROUND(100 * SUM(churned) / NULLIF(SUM(active_start), 0), 2) AS churn_rate_pct,
+       ROUND(100.0 * SUM(churned) / NULLIF(SUM(active_start), 0), 2) AS churn_rate_pct,
        SUM(mrr_usd) AS mrr_usd
 FROM gold.agg_plan_monthly
 GROUP BY month_start

@@ -11,7 +11,7 @@ WITH per_merchant AS (
     GROUP BY merchant_id
 ), ranked AS (
     SELECT p.*, RANK() OVER (ORDER BY p.net_usd DESC) AS rank,
-           ROUND(100 * p.net_usd / NULLIF(SUM(p.net_usd) OVER (), 0), 2) AS share_pct
+           ROUND(100.0 * p.net_usd / NULLIF(SUM(p.net_usd) OVER (), 0), 2) AS share_pct
     FROM per_merchant p
 )
 SELECT r.rank, r.merchant_id, m.name AS merchant, m.mcc, m.country_code, r.gross_usd, r.refunds_usd,

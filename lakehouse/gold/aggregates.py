@@ -116,7 +116,8 @@ def usd_rate_at_month_end(fx: DataFrame) -> DataFrame:
 def build_agg_plan_monthly(subscriptions: DataFrame, invoices: DataFrame, plans: DataFrame,
                            fx: DataFrame) -> DataFrame:
     """Per month (from the first subscription's month to the last event's) and plan: active at the start,
-    new, churned, active at the end, MRR of those active at the end in USD, invoices paid."""
+    new, churned, active at the end, MRR of those active at the end in USD (each plan's monthly price at the month's last
+    FX rate, rounded to cents, times its subscriptions), invoices paid (count, USD)."""
     events = subscriptions.select(F.col("created_at").alias("t")).unionByName(
         subscriptions.select(F.col("canceled_at").alias("t"))).unionByName(invoices.select(F.col("paid_at").alias("t")))
     months = (events.agg(F.trunc(F.min("t"), "month").alias("lo"), F.trunc(F.max("t"), "month").alias("hi"))
@@ -142,7 +143,10 @@ def build_agg_plan_monthly(subscriptions: DataFrame, invoices: DataFrame, plans:
             .join(subscriptions.select("subscription_id", "plan_id"), on="subscription_id", how="inner")
             .groupBy(F.trunc("paid_at", "month").alias("month_start"), "plan_id")
             .agg(F.count(F.lit(1)).alias("invoices_paid"), F.sum("amount_usd").cast(_USD_SUM).alias("invoiced_usd")))
-    mrr = (F.col("active_end") * F.col("__monthly") * F.col("usd_per_unit")).cast("decimal(38,2)")
+    # Each subscription's monthly price in USD rounded to cents (exact: DECIMAL(23,4) x DECIMAL(14,10)
+    # fits DECIMAL(38,14)), times the subscriptions active at the month's end.
+    monthly_usd = F.round(F.col("__monthly").cast("decimal(23,4)") * F.col("usd_per_unit").cast("decimal(14,10)"), 2)
+    mrr = (F.col("active_end").cast("decimal(20,0)") * monthly_usd).cast(_USD_SUM)
     return (counts.join(paid, on=["month_start", "plan_id"], how="left")
             .join(plan, on="plan_id", how="left")
             .join(rate, on=["month_start", "currency_code"], how="left")
