@@ -143,6 +143,11 @@ class SilverConfig:
 
 
 @dataclass(frozen=True)
+class GoldConfig:
+    refresh_interval: str = "60 seconds"
+
+
+@dataclass(frozen=True)
 class SecurityConfig:
     master_key_env: str
 
@@ -158,6 +163,7 @@ class Settings:
     events: EventsConfig
     bronze: BronzeConfig
     silver: SilverConfig
+    gold: GoldConfig
     security: SecurityConfig
     services: ServicesConfig
 
@@ -384,7 +390,8 @@ def _validate(s: Settings) -> None:
         raise ConfigError(f"bronze.max_offsets_per_trigger: must be >= 0 (0: no limit), "
                           f"got {s.bronze.max_offsets_per_trigger}")
     for key, interval in (("bronze.trigger_interval", s.bronze.trigger_interval),
-                          ("silver.trigger_interval", s.silver.trigger_interval)):
+                          ("silver.trigger_interval", s.silver.trigger_interval),
+                          ("gold.refresh_interval", s.gold.refresh_interval)):
         if not re.match(r"^\d+ (milliseconds?|seconds?|minutes?|hours?)$", interval):
             raise ConfigError(f"{key}: {interval!r} is not an interval like '5 seconds' or '500 milliseconds'")
     if not 0.0 <= s.silver.max_quarantine_ratio <= 1.0:

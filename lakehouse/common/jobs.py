@@ -56,6 +56,12 @@ def _selfcheck_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=42, help="seed of the deterministic rows (default 42)")
 
 
+def _gold_args(parser: argparse.ArgumentParser) -> None:
+    from lakehouse.gold.jobs import gold_arguments
+
+    gold_arguments(parser)
+
+
 JOBS: dict[str, Job] = {
     job.name: job
     for job in [
@@ -65,8 +71,9 @@ JOBS: dict[str, Job] = {
             "lakehouse.bronze.jobs:bronze_job"),
         Job("silver", "bronze Delta -> silver (CDC merge, SCD2, conformance, PII protection, data quality); "
                       "--once: catch up and stop", "lakehouse.silver.jobs:silver_job"),
-        Job("gold", "silver Delta -> gold star schema and aggregates, built from silver's current state",
-            "lakehouse.gold.jobs:gold_job"),
+        Job("gold", "silver Delta -> gold star schema and aggregates: a refresh from silver's Change Data Feed "
+                    "(a full build the first time or with --full); --once: one refresh",
+            "lakehouse.gold.jobs:gold_job", _gold_args),
     ]
 }
 

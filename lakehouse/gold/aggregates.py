@@ -116,8 +116,8 @@ def usd_rate_at_month_end(fx: DataFrame) -> DataFrame:
 def build_agg_plan_monthly(subscriptions: DataFrame, invoices: DataFrame, plans: DataFrame,
                            fx: DataFrame) -> DataFrame:
     """Per month (from the first subscription's month to the last event's) and plan: active at the start,
-    new, churned, active at the end, MRR of those active at the end in USD (each plan's monthly price at the month's last
-    FX rate, rounded to cents, times its subscriptions), invoices paid (count, USD)."""
+    new, churned, active at the end, MRR of those active at the end in USD (each plan's monthly price at
+    the month's last FX rate, rounded to cents, times its subscriptions), invoices paid (count, USD)."""
     events = subscriptions.select(F.col("created_at").alias("t")).unionByName(
         subscriptions.select(F.col("canceled_at").alias("t"))).unionByName(invoices.select(F.col("paid_at").alias("t")))
     months = (events.agg(F.trunc(F.min("t"), "month").alias("lo"), F.trunc(F.max("t"), "month").alias("hi"))

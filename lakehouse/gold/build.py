@@ -31,14 +31,32 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GoldStats:
-    """Rows per gold table written by a build, and the seconds it took."""
+    """What a build or refresh wrote: rows per gold table (rebuilt tables) and seconds per step."""
 
+    mode: str = "full"                  # full | incremental
     rows: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
-        return {"tables": len(self.rows), "rows": dict(sorted(self.rows.items())),
-                "seconds": {k: round(v, 1) for k, v in sorted(self.seconds.items())}}
+        return {"mode": self.mode, "tables": len(self.rows), "rows": dict(sorted(self.rows.items())),
+                "seconds": {k: round(v, 1) for k, v in sorted(self.seconds.items())},
+                "total_seconds": round(sum(self.seconds.values()), 1)}
+
+
+Writer = Callable[[TableSpec, DataFrame], DataFrame]
+
+
+def writer(spark: SparkSession, settings: Settings, stats: GoldStats, progress: Callable[[str], None]) -> Writer:
+    """Replaces a gold table with a DataFrame, counts and times it, and returns the table as written."""
+    def write(table: TableSpec, df: DataFrame) -> DataFrame:
+        started = time.monotonic()
+        overwrite(df, settings, table)
+        written = read_gold(spark, settings, table)
+        stats.rows[table.name] = written.count()
+        stats.seconds[table.name] = time.monotonic() - started
+        progress(f"gold.{table.name}: {stats.rows[table.name]:,} rows in {stats.seconds[table.name]:.1f}s")
+        return written
+    return write
 
 
 def read_gold(spark: SparkSession, settings: Settings, table: TableSpec) -> DataFrame:
@@ -65,18 +83,10 @@ def _quarantined(spark: SparkSession, settings: Settings) -> DataFrame:
 def build_gold(spark: SparkSession, settings: Settings, progress: Callable[[str], None] = log.info) -> GoldStats:
     """Builds every gold table from silver (dimensions, then facts, then aggregates) and replaces it."""
     stats = GoldStats()
+    write = writer(spark, settings, stats, progress)
 
     def silver(name: str) -> DataFrame:
         return read_silver(spark, settings, name)
-
-    def write(table: TableSpec, df: DataFrame) -> DataFrame:
-        started = time.monotonic()
-        overwrite(df, settings, table)
-        written = read_gold(spark, settings, table)
-        stats.rows[table.name] = written.count()
-        stats.seconds[table.name] = time.monotonic() - started
-        progress(f"gold.{table.name}: {stats.rows[table.name]:,} rows in {stats.seconds[table.name]:.1f}s")
-        return written
 
     charges = silver("charges")
     write(t.DIM_TIME, dims.build_dim_time(spark))
@@ -91,25 +101,37 @@ def build_gold(spark: SparkSession, settings: Settings, progress: Callable[[str]
 
     disputes = silver("disputes")
     payments = write(t.FACT_PAYMENTS, facts.build_fact_payments(charges, silver("fraud_ground_truth"), disputes, d))
-    refunds = write(t.FACT_REFUNDS, facts.build_fact_refunds(silver("refunds"), charges, d))
-    disputes_f = write(t.FACT_DISPUTES, facts.build_fact_disputes(disputes, charges, d))
+    write(t.FACT_REFUNDS, facts.build_fact_refunds(silver("refunds"), charges, d))
+    write(t.FACT_DISPUTES, facts.build_fact_disputes(disputes, charges, d))
     ledger = write(t.FACT_BALANCE, facts.build_fact_balance_movements(silver("balance_transactions"), d))
-    subs = write(t.FACT_SUBSCRIPTION_EVENTS,
-                 facts.build_fact_subscription_events(silver("subscriptions"), silver("invoices"), d))
-    dates = functools.reduce(DataFrame.unionByName, [
-        f.select(F.to_date(F.col(c)).alias("date")) for f, c in
-        ((payments, "created_at"), (refunds, "created_at"), (disputes_f, "opened_at"), (ledger, "created_at"),
-         (subs, "event_at"))])
-    write(t.DIM_DATE, dims.build_dim_date(dates))
+    write(t.FACT_SUBSCRIPTION_EVENTS, facts.build_fact_subscription_events(silver("subscriptions"),
+                                                                           silver("invoices"), d))
 
     daily = write(t.AGG_REVENUE_DAILY, agg.build_agg_revenue_daily(ledger, merchant, payments))
     write(t.AGG_REVENUE_WEEKLY, agg.roll_up_revenue(daily, "week"))
     write(t.AGG_REVENUE_MONTHLY, agg.roll_up_revenue(daily, "month"))
     write(t.AGG_FRAUD_DAILY, agg.build_agg_fraud_daily(payments, merchant))
-    write(t.AGG_CUSTOMER_RFM, agg.build_agg_customer_rfm(payments))
-    write(t.AGG_PLAN_MONTHLY, agg.build_agg_plan_monthly(silver("subscriptions"), silver("invoices"),
-                                                         read_gold(spark, settings, t.DIM_PLAN)
-                                                         .where(F.col("plan_id") != F.lit(t.UNKNOWN_SK)),
-                                                         silver("ref_fx_rates")))
-    write(t.AGG_COMPLIANCE_DAILY, agg.build_agg_compliance_daily(silver("dq_results"), _quarantined(spark, settings)))
+    build_small_aggregates(spark, settings, stats, progress)
     return stats
+
+
+def build_small_aggregates(spark: SparkSession, settings: Settings, stats: GoldStats,
+                           progress: Callable[[str], None]) -> None:
+    """The tables rebuilt whole by every build and refresh: the calendar (it spans every fact), RFM (it
+    ranks every customer), plan performance and data-quality compliance (both small)."""
+    write = writer(spark, settings, stats, progress)
+
+    def gold(table: TableSpec) -> DataFrame:
+        return read_gold(spark, settings, table)
+
+    dates = functools.reduce(DataFrame.unionByName, [
+        gold(f).select(F.to_date(F.col(c)).alias("date")) for f, c in
+        ((t.FACT_PAYMENTS, "created_at"), (t.FACT_REFUNDS, "created_at"), (t.FACT_DISPUTES, "opened_at"),
+         (t.FACT_BALANCE, "created_at"), (t.FACT_SUBSCRIPTION_EVENTS, "event_at"))])
+    write(t.DIM_DATE, dims.build_dim_date(dates))
+    write(t.AGG_CUSTOMER_RFM, agg.build_agg_customer_rfm(gold(t.FACT_PAYMENTS)))
+    write(t.AGG_PLAN_MONTHLY, agg.build_agg_plan_monthly(
+        read_silver(spark, settings, "subscriptions"), read_silver(spark, settings, "invoices"),
+        gold(t.DIM_PLAN).where(F.col("plan_id") != F.lit(t.UNKNOWN_SK)), read_silver(spark, settings, "ref_fx_rates")))
+    write(t.AGG_COMPLIANCE_DAILY, agg.build_agg_compliance_daily(read_silver(spark, settings, "dq_results"),
+                                                                 _quarantined(spark, settings)))

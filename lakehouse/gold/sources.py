@@ -58,15 +58,31 @@ SILVER_INPUTS: dict[str, StructType] = {name: columns(ddl) for name, ddl in {
 }.items()}
 
 
+def silver_path(settings: Settings, name: str) -> str:
+    return table_path(settings, f"silver.{name}")
+
+
 def read_silver(spark: SparkSession, settings: Settings, name: str) -> DataFrame:
     """`silver.<name>` with the columns of SILVER_INPUTS[name] (cast to their declared types), or no
     rows of that shape when the table does not exist. A declared column silver lacks is an error."""
     schema = SILVER_INPUTS[name]
-    path = table_path(settings, f"silver.{name}")
+    path = silver_path(settings, name)
     if not DeltaTable.isDeltaTable(spark, path):
         return spark.createDataFrame([], schema)
-    df = spark.read.format("delta").load(path)
+    return _declared(spark.read.format("delta").load(path), name)
+
+
+def silver_changes(spark: SparkSession, settings: Settings, name: str, after: int, upto: int) -> DataFrame:
+    """The rows of `silver.<name>`'s Change Data Feed in versions (after, upto] (every change type, pre-
+    and post-images), with the declared columns and `_change_type`."""
+    changes = (spark.read.format("delta").option("readChangeFeed", "true")
+               .option("startingVersion", after + 1).option("endingVersion", upto).load(silver_path(settings, name)))
+    return _declared(changes, name, extra=("_change_type",))
+
+
+def _declared(df: DataFrame, name: str, extra: tuple[str, ...] = ()) -> DataFrame:
+    schema = SILVER_INPUTS[name]
     missing = [f.name for f in schema.fields if f.name not in df.columns]
     if missing:
         raise ValueError(f"silver.{name} lacks the columns gold reads: {', '.join(missing)}")
-    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields])
+    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema.fields], *extra)

@@ -46,4 +46,16 @@ SELFCHECK = TableSpec(
     partition_by=("bucket",),
 )
 
-register(JOB_RUNS, SELFCHECK)
+GOLD_REFRESH = TableSpec(
+    layer="ops",
+    name="gold_refresh",
+    comment="Gold's watermarks: per silver table, the version gold has been refreshed up to (replaced at "
+            "every refresh; lakehouse.gold.refresh).",
+    schema=StructType([
+        StructField("source", StringType(), False),
+        StructField("version", LongType(), False),
+        StructField("refreshed_at", TimestampType(), False),
+    ]),
+)
+
+register(JOB_RUNS, SELFCHECK, GOLD_REFRESH)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ def run(cmd: list[str], env: dict[str, str] | None = None, timeout: int = 600) -
                           timeout=timeout)
 
 
-def lakehouse(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return run([str(BIN / "lakehouse"), *args], env=env)
+def lakehouse(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return run([str(BIN / "lakehouse"), *args], env=env, timeout=timeout)
 
 
 def spark_submit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -62,3 +63,29 @@ def fresh_database(settings: Any, name: str, seed_reference: bool = False) -> An
             ensure_reference_data(conn)
             conn.commit()
     return db
+
+
+def kafka_total(db: Any) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from lakehouse.common.connections import kafka_bootstrap
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap(db))
+    try:
+        topics = [t for t in consumer.topics() if t.startswith(f"{db.cdc.topic_prefix}.")]
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        return sum(consumer.end_offsets(tps).values())
+    finally:
+        consumer.close()
+
+
+def wait_for_debezium(db: Any, quiet_s: float = 6, timeout_s: float = 180) -> None:
+    """Until the CDC topics have not grown for `quiet_s` seconds (Debezium sent what PostgreSQL committed)."""
+    deadline = time.monotonic() + timeout_s
+    last, since = kafka_total(db), time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        assert time.monotonic() < deadline, "the CDC topics never stopped growing"
+        time.sleep(1)
+        now = kafka_total(db)
+        if now != last:
+            last, since = now, time.monotonic()

@@ -89,4 +89,13 @@ def test_demo_prints_its_summary(stack, settings) -> None:
         tables = introspect(conn, CAPTURED_SCHEMAS)
         rows = sum(conn.execute(f"SELECT count(*) FROM {t.qualified}").fetchone()[0] for t in tables)
     assert f"reconcile silver vs OLTP | {len(tables)} tables, {rows:,} rows, 0 differing" in res.stdout, explain(res)
+    # gold was built and its net revenue per merchant, day and currency equals the ledger's
+    from lakehouse.gold.tables import GOLD_TABLES
+
+    with psycopg.connect(**pg_conninfo(settings)) as conn:
+        [(merchant_days,)] = conn.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT (created_at AT TIME ZONE 'UTC')::date, merchant_id, currency_code "
+            "FROM payments.balance_transactions) d").fetchall()
+    assert re.search(rf"gold tables / rows +\| {len(GOLD_TABLES)} / ", res.stdout), explain(res)
+    assert f"reconcile gold vs ledger | {merchant_days:,} merchant-days, net revenue equal" in res.stdout
     assert "result                   | OK" in res.stdout

@@ -28,7 +28,6 @@ from pyspark.sql import functions as F
 from lakehouse.bronze.tables import EVENT_FAMILIES
 from lakehouse.cdc import connector as cdc
 from lakehouse.common.config import Settings, load_settings
-from lakehouse.common.connections import kafka_bootstrap
 from lakehouse.common.tables import table_path
 from lakehouse.oltp.db import admin_connect, connect
 from tests.integration import helpers
@@ -61,30 +60,6 @@ def run_ok(db: Settings, *args: str) -> Any:
     res = helpers.lakehouse(*sets(db), *args)
     assert res.returncode == 0, helpers.explain(res)
     return res
-
-
-def kafka_total(db: Settings) -> int:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap(db))
-    try:
-        topics = [t for t in consumer.topics() if t.startswith(f"{db.cdc.topic_prefix}.")]
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-        return sum(consumer.end_offsets(tps).values())
-    finally:
-        consumer.close()
-
-
-def wait_for_debezium(db: Settings, quiet_s: float = 6, timeout_s: float = 180) -> None:
-    """Until the CDC topics have not grown for `quiet_s` seconds (Debezium sent what PostgreSQL committed)."""
-    deadline = time.monotonic() + timeout_s
-    last, since = kafka_total(db), time.monotonic()
-    while time.monotonic() - since < quiet_s:
-        assert time.monotonic() < deadline, "the CDC topics never stopped growing"
-        time.sleep(1)
-        now = kafka_total(db)
-        if now != last:
-            last, since = now, time.monotonic()
 
 
 def silver(spark: Any, db: Settings, name: str) -> Any:
@@ -129,7 +104,7 @@ def test_silver_reconciles_with_postgres_after_replays_and_a_kill(db: Settings, 
         conn.execute("DELETE FROM payments.customers WHERE email LIKE 'gone%%@example.com'")
         conn.execute("DELETE FROM payments.idempotency_keys WHERE merchant_id = %s", (merchant,))
         conn.commit()
-    wait_for_debezium(db)
+    helpers.wait_for_debezium(db)
 
     run_ok(db, "run", "bronze", "--once")
     first = helpers.last_json(run_ok(db, "run", "silver", "--once").stdout)
@@ -160,7 +135,7 @@ def test_silver_reconciles_with_postgres_after_replays_and_a_kill(db: Settings, 
         out, err = traffic.communicate(timeout=180)
         assert traffic.returncode == 0, err[-3000:]
         during = json.loads(out)
-        wait_for_debezium(db)
+        helpers.wait_for_debezium(db)
         jobs["bronze"].send_signal(signal.SIGTERM)
         jobs["bronze"].wait(timeout=120)
     finally:
@@ -226,7 +201,7 @@ def test_silver_reconciles_with_postgres_after_replays_and_a_kill(db: Settings, 
     with connect(db) as conn:
         conn.execute("UPDATE payments.merchants SET status = 'closed' WHERE merchant_id = %s", (merchant,))
         conn.commit()
-    wait_for_debezium(db)
+    helpers.wait_for_debezium(db)
     res = helpers.lakehouse(*sets(db), "reconcile", "--json", "--table", "merchants")
     diff = helpers.last_json(res.stdout)
     assert res.returncode == 1 and [(t["table"], t["changed"], t["missing"], t["extra"]) for t in diff["tables"]] == \

@@ -24,7 +24,8 @@ T = dt.datetime
 
 
 def test_dim_date_has_every_day_between_the_first_and_the_last(spark) -> None:
-    dates = spark.createDataFrame([(dt.date(2026, 3, 2),), (dt.date(2026, 2, 27),), (dt.date(2026, 3, 1),)], "date date")
+    dates = spark.createDataFrame([(dt.date(2026, 3, 2),), (dt.date(2026, 2, 27),), (dt.date(2026, 3, 1),)],
+                                  "date date")
     got = build_dim_date(dates).select("date_key", "date", "week_start", "iso_week", "day_of_week", "day_name",
                                        "is_weekend", "month_start", "quarter")
     expected = spark.createDataFrame([

@@ -1,0 +1,321 @@
+"""Incremental gold: a refresh from silver's Change Data Feed that touches only the affected keys and days.
+
+    ops.gold_refresh (silver version per table) ─► CDF of each silver table since then ─► changed keys
+      dimensions: rebuilt when one of their silver tables changed (they are small)
+      facts:      the affected rows recomputed from silver and merged (new, changed, gone)
+      aggregates: the days (weeks, months) whose facts changed recomputed and replaced; RFM, plans and
+                  compliance recomputed whole (RFM ranks every customer; the other two are small)
+    ─► ops.gold_refresh moves to the versions read at the start
+
+A fact row is affected when its own silver row changed, when a row it takes values from changed (a
+payment's label, dispute, payment method), when a member it points to got a new SCD2 version in effect
+at or before its time, or when it points at an unknown member (the member may have arrived). The
+result equals a full rebuild (`build_gold`); the integration test compares them row for row.
+
+Every step is idempotent (merge by key, replace by day), and the watermarks move last: a refresh that
+fails half way is simply done again. Silver read while it moves gives rows newer than the watermark;
+the next refresh recomputes their keys again, which changes nothing. Changes to countries (the
+geography of every fact) and a missing or unreadable Change Data Feed fall back to a full build.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.utils import AnalysisException
+
+from lakehouse.common.config import Settings
+from lakehouse.common.spark import all_of, any_of
+from lakehouse.common.tables import TableSpec, conform, overwrite, table_path
+from lakehouse.gold import aggregates as agg
+from lakehouse.gold import dims, facts
+from lakehouse.gold import tables as t
+from lakehouse.gold.build import GoldStats, build_gold, build_small_aggregates, read_gold
+from lakehouse.gold.sources import SILVER_INPUTS, read_silver, silver_changes, silver_path
+from lakehouse.ops.tables import GOLD_REFRESH
+
+log = logging.getLogger(__name__)
+
+NO_VERSION = -1        # the silver table did not exist
+# Dimension -> the silver tables it is built from.
+DIM_SOURCES: dict[str, tuple[str, ...]] = {
+    t.DIM_MERCHANT.name: ("merchants", "ref_merchant_categories"), t.DIM_CUSTOMER.name: ("customers",),
+    t.DIM_PAYMENT_METHOD.name: ("payment_methods", "cards"), t.DIM_GEOGRAPHY.name: ("ref_countries", "ref_regions"),
+    t.DIM_CURRENCY.name: ("ref_currencies",), t.DIM_PLAN.name: ("plans", "products")}
+FULL_REBUILD_SOURCES = ("ref_countries",)
+
+
+def silver_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    """The current version of every silver table gold reads (NO_VERSION when it does not exist)."""
+    out = {}
+    for name in SILVER_INPUTS:
+        path = silver_path(settings, name)
+        out[name] = (int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])  # type: ignore[index]
+                     if DeltaTable.isDeltaTable(spark, path) else NO_VERSION)
+    return out
+
+
+def read_watermarks(spark: SparkSession, settings: Settings) -> dict[str, int] | None:
+    path = table_path(settings, GOLD_REFRESH.full_name)
+    if not DeltaTable.isDeltaTable(spark, path):
+        return None
+    marks = {r["source"]: int(r["version"]) for r in spark.read.format("delta").load(path).collect()}
+    return marks or None
+
+
+def write_watermarks(spark: SparkSession, settings: Settings, versions: dict[str, int]) -> None:
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rows = spark.createDataFrame([(k, v, now) for k, v in sorted(versions.items())], GOLD_REFRESH.schema)
+    overwrite(rows, settings, GOLD_REFRESH)
+
+
+def _gold_complete(spark: SparkSession, settings: Settings) -> bool:
+    return all(DeltaTable.isDeltaTable(spark, table_path(settings, s.full_name)) for s in t.GOLD_TABLES)
+
+
+def refresh_gold(spark: SparkSession, settings: Settings, full: bool = False,
+                 progress: Callable[[str], None] = log.info) -> GoldStats:
+    """Brings gold up to silver: incrementally from the watermarks when gold exists, else (or with
+    `full`) a full build. Returns what was written, with `mode` in the stats."""
+    versions = silver_versions(spark, settings)
+    marks = None if full else read_watermarks(spark, settings)
+    reason = ("requested" if full else "no watermarks" if marks is None
+              else "gold incomplete" if not _gold_complete(spark, settings) else None)
+    if reason is None and marks is not None:
+        changed = {n for n, v in versions.items() if v != marks.get(n, NO_VERSION)}
+        rebuild = sorted(changed & set(FULL_REBUILD_SOURCES))
+        backwards = sorted(n for n, v in versions.items() if v < marks.get(n, NO_VERSION))
+        reason = (f"{', '.join(rebuild)} changed" if rebuild
+                  else f"silver versions went back ({', '.join(backwards)}): silver was rebuilt" if backwards else None)
+    if reason is None and marks is not None:
+        try:
+            stats = _incremental(spark, settings, marks, versions, progress)
+        except AnalysisException as e:        # e.g. the CDF of a version range is gone (VACUUM)
+            reason = f"the Change Data Feed could not be read ({str(e).splitlines()[0]})"
+        else:
+            write_watermarks(spark, settings, versions)
+            return stats
+    progress(f"gold: full build ({reason})")
+    stats = build_gold(spark, settings, progress)
+    stats.mode = "full"
+    write_watermarks(spark, settings, versions)
+    return stats
+
+
+def _ids(df: DataFrame, *columns: str) -> DataFrame:
+    return df.select(*columns).where(all_of([F.col(c).isNotNull() for c in columns])).distinct()
+
+
+def _union(frames: Iterable[DataFrame]) -> DataFrame:
+    return functools.reduce(DataFrame.unionByName, frames)
+
+
+def _changed_since(changes: DataFrame, key: str, at: str) -> DataFrame:
+    """Per member of an SCD2 CDF: the earliest `valid_from` of its versions that changed (`key`, `at`);
+    facts of the member at or after it may now point at another version."""
+    return changes.groupBy(key).agg(F.min("valid_from").alias(at))
+
+
+def _facts_of(fact: DataFrame, members: DataFrame, key: str, since: str, at: str) -> DataFrame:
+    """Rows of `fact` whose member `key` changed at or before the row's time `at`."""
+    return fact.join(members, on=key, how="inner").where(F.col(at) >= F.col(since))
+
+
+def merge_rows(spark: SparkSession, settings: Settings, table: TableSpec, recomputed: DataFrame,
+               groups: DataFrame, row_keys: Sequence[str]) -> dict[str, int]:
+    """Makes the rows of `table` in the affected `groups` (a DataFrame of key columns) equal to
+    `recomputed`: rows that changed are updated, new ones inserted, rows of those groups that are no
+    longer recomputed deleted; identical rows are left alone (no rewrite, no change feed)."""
+    path = table_path(settings, table.full_name)
+    target = DeltaTable.forPath(spark, path)
+    new = conform(recomputed, table)
+    current = target.toDF().join(groups, on=list(groups.columns), how="left_semi")
+    gone = current.join(new, on=list(row_keys), how="left_anti").select(*row_keys)
+    source = (new.withColumn("__delete", F.lit(False))
+              .unionByName(gone.withColumn("__delete", F.lit(True)), allowMissingColumns=True))
+    on = all_of([F.col(f"t.{k}").eqNullSafe(F.col(f"s.{k}")) for k in row_keys])
+    columns = [c for c in table.schema.fieldNames()]
+    differs = ~all_of([F.col(f"t.{c}").eqNullSafe(F.col(f"s.{c}")) for c in columns])
+    values: dict[str, str | Column] = {c: F.col(f"s.{c}") for c in columns}
+    result = (target.alias("t").merge(source.alias("s"), on)
+              .whenMatchedDelete(condition=F.col("s.__delete"))
+              .whenMatchedUpdate(condition=differs, set=values)
+              .whenNotMatchedInsert(condition=~F.col("s.__delete"), values=values)
+              .execute()).first()
+    assert result is not None
+    return {"inserted": int(result["num_inserted_rows"]), "updated": int(result["num_updated_rows"]),
+            "deleted": int(result["num_deleted_rows"])}
+
+
+def replace_periods(settings: Settings, table: TableSpec, rows: DataFrame, column: str,
+                    periods: list[dt.date]) -> str:
+    """Replaces the rows of `table` whose `column` is one of `periods` with `rows` (one commit)."""
+    if not periods:
+        return f"no {column} to replace"
+    listed = ", ".join(f"DATE'{p.isoformat()}'" for p in sorted(periods))
+    (conform(rows, table).write.format("delta").mode("overwrite").option("replaceWhere", f"{column} IN ({listed})")
+     .save(table_path(settings, table.full_name)))
+    return f"{len(periods)} {column} values replaced"
+
+
+def _version(spark: SparkSession, settings: Settings, table: TableSpec) -> int:
+    path = table_path(settings, table.full_name)
+    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])  # type: ignore[index]
+
+
+def _fact_dates(spark: SparkSession, settings: Settings, table: TableSpec, after: int, at: str) -> DataFrame:
+    """The UTC days of the rows of a gold fact that changed after version `after` (both images)."""
+    upto = _version(spark, settings, table)
+    if upto <= after:
+        return spark.createDataFrame([], "date date")
+    feed = (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", after + 1)
+            .option("endingVersion", upto).load(table_path(settings, table.full_name)))
+    return feed.select(F.to_date(F.col(at)).alias("date")).distinct()
+
+
+def _dates(df: DataFrame) -> list[dt.date]:
+    return sorted(r["date"] for r in df.distinct().collect() if r["date"] is not None)
+
+
+def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int], versions: dict[str, int],
+                 progress: Callable[[str], None]) -> GoldStats:
+    stats = GoldStats(mode="incremental")
+    changed = sorted(n for n, v in versions.items() if v != marks.get(n, NO_VERSION))
+    progress(f"gold: incremental refresh; silver tables changed: {', '.join(changed) or 'none'}")
+    if not changed:
+        return stats
+
+    def cdf(name: str) -> DataFrame:
+        if name not in changed or versions[name] == NO_VERSION:
+            return spark.createDataFrame([], SILVER_INPUTS[name]).withColumn("_change_type", F.lit(None).cast("string"))
+        return silver_changes(spark, settings, name, marks.get(name, NO_VERSION), versions[name])
+
+    def timed(name: str, step: Callable[[], object]) -> None:
+        started = time.monotonic()
+        outcome = step()
+        stats.seconds[name] = time.monotonic() - started
+        progress(f"gold.{name}: {outcome} in {stats.seconds[name]:.1f}s")
+
+    def silver(name: str) -> DataFrame:
+        return read_silver(spark, settings, name)
+
+    # Dimensions whose silver tables changed, rebuilt whole; the others as they are.
+    builders: dict[str, Callable[[], DataFrame]] = {
+        t.DIM_MERCHANT.name: lambda: dims.build_dim_merchant(silver("merchants"), silver("ref_merchant_categories")),
+        t.DIM_CUSTOMER.name: lambda: dims.build_dim_customer(silver("customers")),
+        t.DIM_PAYMENT_METHOD.name: lambda: dims.build_dim_payment_method(silver("payment_methods"), silver("cards")),
+        t.DIM_GEOGRAPHY.name: lambda: dims.build_dim_geography(silver("ref_countries"), silver("ref_regions")),
+        t.DIM_CURRENCY.name: lambda: dims.build_dim_currency(silver("ref_currencies")),
+        t.DIM_PLAN.name: lambda: dims.build_dim_plan(silver("plans"), silver("products"))}
+    specs = {s.name: s for s in t.DIMENSIONS}
+    def rebuild(name: str) -> str:
+        overwrite(builders[name](), settings, specs[name])
+        return "rebuilt"
+
+    for name, sources in DIM_SOURCES.items():
+        if set(sources) & set(changed):
+            timed(name, functools.partial(rebuild, name))
+    d = facts.Dimensions(*(read_gold(spark, settings, s) for s in (
+        t.DIM_MERCHANT, t.DIM_CUSTOMER, t.DIM_PAYMENT_METHOD, t.DIM_GEOGRAPHY, t.DIM_PLAN)))
+
+    # What changed upstream of the facts.
+    merchants = _changed_since(cdf("merchants"), "merchant_id", "__since")
+    customers = _changed_since(cdf("customers"), "customer_id", "__since")
+    methods = _union([_ids(cdf("payment_methods"), "payment_method_id"), _ids(cdf("cards"), "payment_method_id")])
+    unknown = F.lit(t.UNKNOWN_SK)
+    before = {s.name: _version(spark, settings, s) for s in t.FACTS}
+
+    # fact_payments
+    pay = read_gold(spark, settings, t.FACT_PAYMENTS)
+    charge_ids = _union([
+        _ids(cdf("charges"), "charge_id"), _ids(cdf("fraud_ground_truth"), "charge_id"),
+        _ids(cdf("disputes"), "charge_id"),
+        _facts_of(pay, merchants, "merchant_id", "__since", "created_at").select("charge_id"),
+        _facts_of(pay, customers, "customer_id", "__since", "created_at").select("charge_id"),
+        pay.join(methods, on="payment_method_id", how="left_semi").select("charge_id"),
+        pay.where(any_of([F.col(c) == unknown for c in ("merchant_sk", "customer_sk", "payment_method_key")]))
+        .select("charge_id")]).distinct().persist()
+    charges = silver("charges").join(charge_ids, on="charge_id", how="left_semi")
+    timed(t.FACT_PAYMENTS.name, lambda: merge_rows(
+        spark, settings, t.FACT_PAYMENTS, facts.build_fact_payments(charges, silver("fraud_ground_truth"),
+                                                                     silver("disputes"), d),
+        charge_ids, ["charge_id"]))
+    charge_ids.unpersist()
+
+    # fact_refunds, fact_disputes, fact_balance_movements: own changes, merchant versions, unknown merchants
+    all_charges = silver("charges")
+    for spec, source, key, at, build in (
+            (t.FACT_REFUNDS, "refunds", "refund_id", "created_at",
+             lambda rows: facts.build_fact_refunds(rows, all_charges, d)),
+            (t.FACT_DISPUTES, "disputes", "dispute_id", "opened_at",
+             lambda rows: facts.build_fact_disputes(rows, all_charges, d)),
+            (t.FACT_BALANCE, "balance_transactions", "txn_id", "created_at",
+             lambda rows: facts.build_fact_balance_movements(rows, d))):
+        fact = read_gold(spark, settings, spec)
+        keys = _union([_ids(cdf(source), key), _facts_of(fact, merchants, "merchant_id", "__since", at).select(key),
+                       fact.where(F.col("merchant_sk") == unknown).select(key)]).distinct().persist()
+        rows = silver(source).join(keys, on=key, how="left_semi")
+        timed(spec.name, functools.partial(merge_rows, spark, settings, spec, build(rows), keys, [key]))
+        keys.unpersist()
+
+    # fact_subscription_events: every event of an affected subscription
+    events = read_gold(spark, settings, t.FACT_SUBSCRIPTION_EVENTS)
+    plan_ids = _union([_ids(cdf("plans"), "plan_id"),
+                       silver("plans").join(_ids(cdf("products"), "product_id"), on="product_id", how="left_semi")
+                       .select("plan_id")])
+    subs = _union([_ids(cdf("subscriptions"), "subscription_id"), _ids(cdf("invoices"), "subscription_id"),
+                   events.join(plan_ids, on="plan_id", how="left_semi").select("subscription_id"),
+                   _facts_of(events, customers, "customer_id", "__since", "event_at").select("subscription_id"),
+                   events.where(F.col("customer_sk") == unknown).select("subscription_id")]).distinct().persist()
+    timed(t.FACT_SUBSCRIPTION_EVENTS.name, lambda: merge_rows(
+        spark, settings, t.FACT_SUBSCRIPTION_EVENTS,
+        facts.build_fact_subscription_events(silver("subscriptions").join(subs, on="subscription_id", how="left_semi"),
+                                             silver("invoices").join(subs, on="subscription_id", how="left_semi"), d),
+        subs, ["subscription_id", "event_type", "event_at"]))
+    subs.unpersist()
+
+    # Aggregates of the days whose facts changed.
+    payments, ledger = read_gold(spark, settings, t.FACT_PAYMENTS), read_gold(spark, settings, t.FACT_BALANCE)
+    pay_days = _fact_dates(spark, settings, t.FACT_PAYMENTS, before[t.FACT_PAYMENTS.name], "created_at")
+    changed_pay = _fact_charge_ids(spark, settings, before[t.FACT_PAYMENTS.name])
+    ledger_days = _dates(_union([
+        _fact_dates(spark, settings, t.FACT_BALANCE, before[t.FACT_BALANCE.name], "created_at"),
+        ledger.join(changed_pay, on="charge_id", how="left_semi").select(F.to_date("created_at").alias("date"))]))
+    merchant = read_gold(spark, settings, t.DIM_MERCHANT)
+    day_keys = [int(x.strftime("%Y%m%d")) for x in ledger_days]
+    timed(t.AGG_REVENUE_DAILY.name, lambda: replace_periods(
+        settings, t.AGG_REVENUE_DAILY,
+        agg.build_agg_revenue_daily(ledger.where(F.col("date_key").isin(day_keys)), merchant, payments),
+        "date", ledger_days))
+    daily = read_gold(spark, settings, t.AGG_REVENUE_DAILY)
+    for spec, period, column in ((t.AGG_REVENUE_WEEKLY, "week", "week_start"),
+                                 (t.AGG_REVENUE_MONTHLY, "month", "month_start")):
+        starts = sorted({x - dt.timedelta(days=x.weekday()) if period == "week" else x.replace(day=1)
+                         for x in ledger_days})
+        rows = agg.roll_up_revenue(daily, period).where(F.col(column).isin(starts))
+        timed(spec.name, functools.partial(replace_periods, settings, spec, rows, column, starts))
+    fraud_days = _dates(pay_days)
+    fraud_keys = [int(x.strftime("%Y%m%d")) for x in fraud_days]
+    timed(t.AGG_FRAUD_DAILY.name, lambda: replace_periods(
+        settings, t.AGG_FRAUD_DAILY, agg.build_agg_fraud_daily(payments.where(F.col("date_key").isin(fraud_keys)),
+                                                               merchant), "date", fraud_days))
+    build_small_aggregates(spark, settings, stats, progress)
+    return stats
+
+
+def _fact_charge_ids(spark: SparkSession, settings: Settings, after: int) -> DataFrame:
+    """The charges whose fact_payments row changed after version `after`."""
+    upto = _version(spark, settings, t.FACT_PAYMENTS)
+    if upto <= after:
+        return spark.createDataFrame([], "charge_id bigint")
+    return (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", after + 1)
+            .option("endingVersion", upto).load(table_path(settings, t.FACT_PAYMENTS.full_name))
+            .select("charge_id").distinct())
+
