@@ -167,6 +167,20 @@ def append(df: DataFrame, settings: Settings, table: TableSpec) -> None:
     df.write.format("delta").mode("append").saveAsTable(table.full_name)
 
 
+def delta_version(spark: SparkSession, path: str) -> int | None:
+    """The latest committed version of the Delta table at `path` (None when there is none), from the
+    names in its `_delta_log`: a file listing, no Spark job (DeltaTable.history costs seconds)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    log_dir = jvm.org.apache.hadoop.fs.Path(f"{path.rstrip('/')}/_delta_log")
+    fs = log_dir.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(log_dir):
+        return None
+    commits = [str(st.getPath().getName()) for st in fs.listStatus(log_dir)]
+    versions = [int(name[:-5]) for name in commits if name.endswith(".json") and name[:-5].isdigit()]
+    return max(versions) if versions else None
+
+
 def conform(df: DataFrame, table: TableSpec) -> DataFrame:
     """`df` with exactly `table`'s columns, in order, cast to their types (a missing column is an error;
     extra columns are dropped)."""

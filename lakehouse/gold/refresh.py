@@ -33,7 +33,7 @@ from pyspark.sql.utils import AnalysisException
 
 from lakehouse.common.config import Settings
 from lakehouse.common.spark import all_of, any_of
-from lakehouse.common.tables import TableSpec, conform, overwrite, table_path
+from lakehouse.common.tables import TableSpec, conform, delta_version, overwrite, table_path
 from lakehouse.gold import aggregates as agg
 from lakehouse.gold import dims, facts
 from lakehouse.gold import tables as t
@@ -56,9 +56,8 @@ def silver_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:
     """The current version of every silver table gold reads (NO_VERSION when it does not exist)."""
     out = {}
     for name in SILVER_INPUTS:
-        path = silver_path(settings, name)
-        out[name] = (int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])  # type: ignore[index]
-                     if DeltaTable.isDeltaTable(spark, path) else NO_VERSION)
+        version = delta_version(spark, silver_path(settings, name))
+        out[name] = NO_VERSION if version is None else version
     return out
 
 
@@ -166,8 +165,9 @@ def replace_periods(settings: Settings, table: TableSpec, rows: DataFrame, colum
 
 
 def _version(spark: SparkSession, settings: Settings, table: TableSpec) -> int:
-    path = table_path(settings, table.full_name)
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])  # type: ignore[index]
+    version = delta_version(spark, table_path(settings, table.full_name))
+    assert version is not None, f"{table.full_name} does not exist"
+    return version
 
 
 def _fact_dates(spark: SparkSession, settings: Settings, table: TableSpec, after: int, at: str) -> DataFrame:
