@@ -175,6 +175,42 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+# --- maintain ----------------------------------------------------------------------------------
+def cmd_maintain(args: argparse.Namespace) -> int:
+    """OPTIMIZE + VACUUM of the chosen layers' Delta tables (lakehouse.ops.maintain); 2 on a refused
+    request (retention under 7 days, unknown table), 1 when a table failed."""
+    from lakehouse.ops.maintain import MaintainError, layers_for, validate_retention
+
+    try:
+        retain = validate_retention(args.retain_hours)
+        layers = layers_for(args.layer)
+    except MaintainError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from lakehouse.common.spark import get_spark
+    from lakehouse.ops.maintain import maintain
+
+    settings = _settings(args)
+    spark = get_spark(settings, app_name="lakehouse-maintain")
+    out = sys.stderr if args.json else sys.stdout
+    try:
+        report = maintain(spark, settings, layers, args.table, retain, args.dry_run,
+                          progress=lambda line: print(line, file=out, flush=True))
+    except MaintainError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.as_dict(), default=_json_default))
+    else:
+        for t in report.tables:
+            for path in t.would_vacuum[:10]:
+                print(f"  would delete {path}")
+            if len(t.would_vacuum) > 10:
+                print(f"  ... and {len(t.would_vacuum) - 10} more in {t.table} (--json lists them all)")
+        print(report.summary())
+    return 0 if report.ok else 1
+
+
 # --- run ---------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
     from lakehouse.common.jobs import run_job
@@ -384,6 +420,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "currency against payments.balance_transactions; all: both")
     p.add_argument("--table", action="append", default=[], help="only this silver table (repeatable)")
     p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("maintain", help="OPTIMIZE (compaction; clustering of liquid-clustered tables) and VACUUM "
+                                        "of the lakehouse's Delta tables; exit 1 when a table failed")
+    p.add_argument("--layer", choices=("bronze", "silver", "gold", "ops", "all"), default="all",
+                   help="the tables of this layer (default: all)")
+    p.add_argument("--table", action="append", default=[], metavar="NAME",
+                   help="only this table: layer.name, or a name one chosen layer has (repeatable)")
+    p.add_argument("--retain-hours", type=int, default=168, metavar="H",
+                   help="VACUUM keeps files removed less than H hours ago (default and minimum: 168, 7 days)")
+    p.add_argument("--dry-run", action="store_true", help="no OPTIMIZE; list what VACUUM would delete")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON (progress goes to stderr)")
+    p.set_defaults(func=cmd_maintain)
 
     p = sub.add_parser("demo", help="everything end to end on this machine, then a summary")
     p.add_argument("--rows", type=int, default=100_000, help="rows of the Delta self-check (default 100000)")

@@ -29,6 +29,7 @@ def render_tables_md() -> str:
 
 def write_docs(root: Path | None = None) -> list[Path]:
     """Regenerates every generated document; returns the paths written."""
+    from lakehouse.gold.docs import write_star_schema_md
     from lakehouse.quality.docs import write_quality_md
     from lakehouse.security.classification import write_classification_doc
 
@@ -36,4 +37,4 @@ def write_docs(root: Path | None = None) -> list[Path]:
     path = root / TABLES_MD
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_tables_md())
-    return [path, write_classification_doc(root), write_quality_md(root)]
+    return [path, write_classification_doc(root), write_quality_md(root), write_star_schema_md(root)]

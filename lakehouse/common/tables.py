@@ -194,8 +194,12 @@ def overwrite(df: DataFrame, settings: Settings, table: TableSpec) -> None:
     """Replaces the rows of `table` (created first) with `df`, conformed to its schema; one Delta commit,
     so readers see the old rows or the new ones, never a mix."""
     ensure_table(df.sparkSession, settings, table)
-    df.transform(lambda d: conform(d, table)).write.format("delta").mode("overwrite").save(
-        table_path(settings, table.full_name))
+    writer = df.transform(lambda d: conform(d, table)).write.format("delta").mode("overwrite")
+    if table.cluster_by:
+        # A plain overwrite resets a liquid-clustered table's clustering columns to none (Delta 4.4); an
+        # overwrite through replaceWhere (here: every row) keeps them.
+        writer = writer.option("replaceWhere", "true")
+    writer.save(table_path(settings, table.full_name))
 
 
 def _delta_tables_on_storage(settings: Settings, layers: Iterable[str]) -> list[str]:

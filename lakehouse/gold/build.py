@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.common.config import Settings
+from lakehouse.common.spark import run_parallel
 from lakehouse.common.tables import TableSpec, overwrite, table_path
 from lakehouse.gold import aggregates as agg
 from lakehouse.gold import dims, facts
@@ -80,37 +81,55 @@ def _quarantined(spark: SparkSession, settings: Settings) -> DataFrame:
     return functools.reduce(DataFrame.unionByName, parts, empty)
 
 
+PARALLEL_TABLES = 3     # tables written at once: small tables are latency-bound (Delta log, scheduling)
+
+
+def _phase(write: Writer, jobs: dict[TableSpec, Callable[[], DataFrame]]) -> dict[str, DataFrame]:
+    """Writes the tables of one phase (independent of each other) in parallel; returns them as written."""
+    out: dict[str, DataFrame] = {}
+
+    def one(table: TableSpec, make: Callable[[], DataFrame]) -> None:
+        out[table.name] = write(table, make())
+
+    run_parallel([functools.partial(one, table, make) for table, make in jobs.items()], PARALLEL_TABLES)
+    return out
+
+
 def build_gold(spark: SparkSession, settings: Settings, progress: Callable[[str], None] = log.info) -> GoldStats:
-    """Builds every gold table from silver (dimensions, then facts, then aggregates) and replaces it."""
+    """Builds every gold table from silver, in phases (dimensions, facts, daily aggregates, the rest);
+    each table is replaced in one commit."""
     stats = GoldStats()
     write = writer(spark, settings, stats, progress)
 
     def silver(name: str) -> DataFrame:
         return read_silver(spark, settings, name)
 
-    charges = silver("charges")
-    write(t.DIM_TIME, dims.build_dim_time(spark))
-    write(t.DIM_DEVICE, dims.build_dim_device(spark))
-    write(t.DIM_CURRENCY, dims.build_dim_currency(silver("ref_currencies")))
-    geography = write(t.DIM_GEOGRAPHY, dims.build_dim_geography(silver("ref_countries"), silver("ref_regions")))
-    merchant = write(t.DIM_MERCHANT, dims.build_dim_merchant(silver("merchants"), silver("ref_merchant_categories")))
-    customer = write(t.DIM_CUSTOMER, dims.build_dim_customer(silver("customers")))
-    method = write(t.DIM_PAYMENT_METHOD, dims.build_dim_payment_method(silver("payment_methods"), silver("cards")))
-    plan = write(t.DIM_PLAN, dims.build_dim_plan(silver("plans"), silver("products")))
-    d = facts.Dimensions(merchant=merchant, customer=customer, payment_method=method, geography=geography, plan=plan)
-
-    disputes = silver("disputes")
-    payments = write(t.FACT_PAYMENTS, facts.build_fact_payments(charges, silver("fraud_ground_truth"), disputes, d))
-    write(t.FACT_REFUNDS, facts.build_fact_refunds(silver("refunds"), charges, d))
-    write(t.FACT_DISPUTES, facts.build_fact_disputes(disputes, charges, d))
-    ledger = write(t.FACT_BALANCE, facts.build_fact_balance_movements(silver("balance_transactions"), d))
-    write(t.FACT_SUBSCRIPTION_EVENTS, facts.build_fact_subscription_events(silver("subscriptions"),
-                                                                           silver("invoices"), d))
-
-    daily = write(t.AGG_REVENUE_DAILY, agg.build_agg_revenue_daily(ledger, merchant, payments))
-    write(t.AGG_REVENUE_WEEKLY, agg.roll_up_revenue(daily, "week"))
-    write(t.AGG_REVENUE_MONTHLY, agg.roll_up_revenue(daily, "month"))
-    write(t.AGG_FRAUD_DAILY, agg.build_agg_fraud_daily(payments, merchant))
+    dim = _phase(write, {
+        t.DIM_TIME: lambda: dims.build_dim_time(spark),
+        t.DIM_DEVICE: lambda: dims.build_dim_device(spark),
+        t.DIM_CURRENCY: lambda: dims.build_dim_currency(silver("ref_currencies")),
+        t.DIM_GEOGRAPHY: lambda: dims.build_dim_geography(silver("ref_countries"), silver("ref_regions")),
+        t.DIM_MERCHANT: lambda: dims.build_dim_merchant(silver("merchants"), silver("ref_merchant_categories")),
+        t.DIM_CUSTOMER: lambda: dims.build_dim_customer(silver("customers")),
+        t.DIM_PAYMENT_METHOD: lambda: dims.build_dim_payment_method(silver("payment_methods"), silver("cards")),
+        t.DIM_PLAN: lambda: dims.build_dim_plan(silver("plans"), silver("products"))})
+    d = facts.Dimensions(merchant=dim["dim_merchant"], customer=dim["dim_customer"],
+                         payment_method=dim["dim_payment_method"], geography=dim["dim_geography"],
+                         plan=dim["dim_plan"])
+    charges, disputes = silver("charges"), silver("disputes")
+    fact = _phase(write, {
+        t.FACT_PAYMENTS: lambda: facts.build_fact_payments(charges, silver("fraud_ground_truth"), disputes, d),
+        t.FACT_REFUNDS: lambda: facts.build_fact_refunds(silver("refunds"), charges, d),
+        t.FACT_DISPUTES: lambda: facts.build_fact_disputes(disputes, charges, d),
+        t.FACT_BALANCE: lambda: facts.build_fact_balance_movements(silver("balance_transactions"), d),
+        t.FACT_SUBSCRIPTION_EVENTS: lambda: facts.build_fact_subscription_events(silver("subscriptions"),
+                                                                                 silver("invoices"), d)})
+    payments, ledger = fact["fact_payments"], fact["fact_balance_movements"]
+    daily = _phase(write, {
+        t.AGG_REVENUE_DAILY: lambda: agg.build_agg_revenue_daily(ledger, d.merchant, payments),
+        t.AGG_FRAUD_DAILY: lambda: agg.build_agg_fraud_daily(payments, d.merchant)})["agg_revenue_daily"]
+    _phase(write, {t.AGG_REVENUE_WEEKLY: lambda: agg.roll_up_revenue(daily, "week"),
+                   t.AGG_REVENUE_MONTHLY: lambda: agg.roll_up_revenue(daily, "month")})
     build_small_aggregates(spark, settings, stats, progress)
     return stats
 
@@ -128,10 +147,12 @@ def build_small_aggregates(spark: SparkSession, settings: Settings, stats: GoldS
         gold(f).select(F.to_date(F.col(c)).alias("date")) for f, c in
         ((t.FACT_PAYMENTS, "created_at"), (t.FACT_REFUNDS, "created_at"), (t.FACT_DISPUTES, "opened_at"),
          (t.FACT_BALANCE, "created_at"), (t.FACT_SUBSCRIPTION_EVENTS, "event_at"))])
-    write(t.DIM_DATE, dims.build_dim_date(dates))
-    write(t.AGG_CUSTOMER_RFM, agg.build_agg_customer_rfm(gold(t.FACT_PAYMENTS)))
-    write(t.AGG_PLAN_MONTHLY, agg.build_agg_plan_monthly(
-        read_silver(spark, settings, "subscriptions"), read_silver(spark, settings, "invoices"),
-        gold(t.DIM_PLAN).where(F.col("plan_id") != F.lit(t.UNKNOWN_SK)), read_silver(spark, settings, "ref_fx_rates")))
-    write(t.AGG_COMPLIANCE_DAILY, agg.build_agg_compliance_daily(read_silver(spark, settings, "dq_results"),
-                                                                 _quarantined(spark, settings)))
+    _phase(write, {
+        t.DIM_DATE: lambda: dims.build_dim_date(dates),
+        t.AGG_CUSTOMER_RFM: lambda: agg.build_agg_customer_rfm(gold(t.FACT_PAYMENTS)),
+        t.AGG_PLAN_MONTHLY: lambda: agg.build_agg_plan_monthly(
+            read_silver(spark, settings, "subscriptions"), read_silver(spark, settings, "invoices"),
+            gold(t.DIM_PLAN).where(F.col("plan_id") != F.lit(t.UNKNOWN_SK)),
+            read_silver(spark, settings, "ref_fx_rates")),
+        t.AGG_COMPLIANCE_DAILY: lambda: agg.build_agg_compliance_daily(read_silver(spark, settings, "dq_results"),
+                                                                       _quarantined(spark, settings))})

@@ -11,7 +11,7 @@ Every table's comment states its grain. Keys:
   that a fact points to while its member has not arrived in silver yet; the next refresh repoints it.
 - Facts keep the natural keys too (degenerate dimensions), so the fix-up needs no other lookup.
 
-Physical design (docs/olap/physical.md): facts and the daily aggregates are liquid-clustered by date
+Physical design (docs/olap/README.md): facts and the daily aggregates are liquid-clustered by date
 then merchant, the columns almost every query filters on; the small dimensions are neither
 partitioned nor clustered (one file each).
 """

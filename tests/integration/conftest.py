@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,3 +64,31 @@ def gold_lakehouse(stack: Any, settings: Settings, tmp_path_factory: pytest.Temp
         yield GoldLakehouse(own, sets, history, build)
     finally:
         cdc.stop(own, drop_slot=True, progress=None)
+
+
+@contextmanager
+def catalog_of(spark: Any, lakehouse: Settings, home: Settings) -> Iterator[None]:
+    """Points this session's catalog (`bronze.*`, `silver.*`, `gold.*`, `ops.*`) at `lakehouse`'s tables
+    for a while, then back at `home`'s. The entries are external: dropping one leaves its data alone."""
+    from lakehouse.common.tables import LAYERS, attach_catalog
+
+    def detach() -> None:
+        for layer in LAYERS:
+            for table in spark.catalog.listTables(layer):
+                spark.sql(f"DROP TABLE IF EXISTS {layer}.{table.name}")
+
+    detach()
+    attach_catalog(spark, lakehouse)
+    try:
+        yield
+    finally:
+        detach()
+        attach_catalog(spark, home)
+
+
+def run_query(spark: Any, name: str, *params: str) -> list[dict[str, Any]]:
+    """A query of the pack run in this process, the way `lakehouse query` runs it (load, bind, run)."""
+    from lakehouse.gold.querypack import bind, load_query, parse_param_args, run
+
+    query = load_query(name)
+    return [r.asDict(recursive=True) for r in run(spark, query, bind(query, parse_param_args(params))).collect()]
