@@ -2,7 +2,7 @@
 
 - `gold_lakehouse` (session): its own database (`gold_e2e`) with 45 days of simulated history (refunds,
   disputes, subscriptions over two months, fraud scenarios, app events), captured by Debezium, caught
-  up through bronze and silver (reconciled with PostgreSQL) and built into gold. The queries' tests
+  up through bronze and silver and built into gold. The queries' tests
   compare gold's answers with answers computed independently in PostgreSQL.
 """
 
@@ -57,9 +57,7 @@ def gold_lakehouse(stack: Any, settings: Settings, tmp_path_factory: pytest.Temp
         lake.run("cdc", "start", "--wait")
         helpers.wait_for_debezium(own)
         lake.run("run", "bronze", "--once")
-        lake.run("run", "silver", "--once")
-        reconciled = helpers.last_json(lake.run("reconcile", "--json").stdout)
-        assert reconciled["ok"], reconciled
+        lake.run("run", "silver", "--once")     # silver's reconciliation is test_silver's; gold's is below
         build = helpers.last_json(lake.run("run", "gold", "--once").stdout)
         yield GoldLakehouse(own, sets, history, build)
     finally:
