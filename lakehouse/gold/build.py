@@ -84,14 +84,15 @@ def _quarantined(spark: SparkSession, settings: Settings) -> DataFrame:
 PARALLEL_TABLES = 3     # tables written at once: small tables are latency-bound (Delta log, scheduling)
 
 
-def _phase(write: Writer, jobs: dict[TableSpec, Callable[[], DataFrame]]) -> dict[str, DataFrame]:
-    """Writes the tables of one phase (independent of each other) in parallel; returns them as written."""
+def _phase(write: Writer, *jobs: tuple[TableSpec, Callable[[], DataFrame]]) -> dict[str, DataFrame]:
+    """Writes the tables of one phase (independent of each other) in parallel; returns them by name, as
+    written."""
     out: dict[str, DataFrame] = {}
 
     def one(table: TableSpec, make: Callable[[], DataFrame]) -> None:
         out[table.name] = write(table, make())
 
-    run_parallel([functools.partial(one, table, make) for table, make in jobs.items()], PARALLEL_TABLES)
+    run_parallel([functools.partial(one, table, make) for table, make in jobs], PARALLEL_TABLES)
     return out
 
 
@@ -104,32 +105,36 @@ def build_gold(spark: SparkSession, settings: Settings, progress: Callable[[str]
     def silver(name: str) -> DataFrame:
         return read_silver(spark, settings, name)
 
-    dim = _phase(write, {
-        t.DIM_TIME: lambda: dims.build_dim_time(spark),
-        t.DIM_DEVICE: lambda: dims.build_dim_device(spark),
-        t.DIM_CURRENCY: lambda: dims.build_dim_currency(silver("ref_currencies")),
-        t.DIM_GEOGRAPHY: lambda: dims.build_dim_geography(silver("ref_countries"), silver("ref_regions")),
-        t.DIM_MERCHANT: lambda: dims.build_dim_merchant(silver("merchants"), silver("ref_merchant_categories")),
-        t.DIM_CUSTOMER: lambda: dims.build_dim_customer(silver("customers")),
-        t.DIM_PAYMENT_METHOD: lambda: dims.build_dim_payment_method(silver("payment_methods"), silver("cards")),
-        t.DIM_PLAN: lambda: dims.build_dim_plan(silver("plans"), silver("products"))})
+    dim = _phase(
+        write,
+        (t.DIM_TIME, lambda: dims.build_dim_time(spark)),
+        (t.DIM_DEVICE, lambda: dims.build_dim_device(spark)),
+        (t.DIM_CURRENCY, lambda: dims.build_dim_currency(silver("ref_currencies"))),
+        (t.DIM_GEOGRAPHY, lambda: dims.build_dim_geography(silver("ref_countries"), silver("ref_regions"))),
+        (t.DIM_MERCHANT, lambda: dims.build_dim_merchant(silver("merchants"), silver("ref_merchant_categories"))),
+        (t.DIM_CUSTOMER, lambda: dims.build_dim_customer(silver("customers"))),
+        (t.DIM_PAYMENT_METHOD, lambda: dims.build_dim_payment_method(silver("payment_methods"), silver("cards"))),
+        (t.DIM_PLAN, lambda: dims.build_dim_plan(silver("plans"), silver("products"))))
     d = facts.Dimensions(merchant=dim["dim_merchant"], customer=dim["dim_customer"],
                          payment_method=dim["dim_payment_method"], geography=dim["dim_geography"],
                          plan=dim["dim_plan"])
     charges, disputes = silver("charges"), silver("disputes")
-    fact = _phase(write, {
-        t.FACT_PAYMENTS: lambda: facts.build_fact_payments(charges, silver("fraud_ground_truth"), disputes, d),
-        t.FACT_REFUNDS: lambda: facts.build_fact_refunds(silver("refunds"), charges, d),
-        t.FACT_DISPUTES: lambda: facts.build_fact_disputes(disputes, charges, d),
-        t.FACT_BALANCE: lambda: facts.build_fact_balance_movements(silver("balance_transactions"), d),
-        t.FACT_SUBSCRIPTION_EVENTS: lambda: facts.build_fact_subscription_events(silver("subscriptions"),
-                                                                                 silver("invoices"), d)})
+    fact = _phase(
+        write,
+        (t.FACT_PAYMENTS, lambda: facts.build_fact_payments(charges, silver("fraud_ground_truth"), disputes, d)),
+        (t.FACT_REFUNDS, lambda: facts.build_fact_refunds(silver("refunds"), charges, d)),
+        (t.FACT_DISPUTES, lambda: facts.build_fact_disputes(disputes, charges, d)),
+        (t.FACT_BALANCE, lambda: facts.build_fact_balance_movements(silver("balance_transactions"), d)),
+        (t.FACT_SUBSCRIPTION_EVENTS, lambda: facts.build_fact_subscription_events(silver("subscriptions"),
+                                                                                  silver("invoices"), d)))
     payments, ledger = fact["fact_payments"], fact["fact_balance_movements"]
-    daily = _phase(write, {
-        t.AGG_REVENUE_DAILY: lambda: agg.build_agg_revenue_daily(ledger, d.merchant, payments),
-        t.AGG_FRAUD_DAILY: lambda: agg.build_agg_fraud_daily(payments, d.merchant)})["agg_revenue_daily"]
-    _phase(write, {t.AGG_REVENUE_WEEKLY: lambda: agg.roll_up_revenue(daily, "week"),
-                   t.AGG_REVENUE_MONTHLY: lambda: agg.roll_up_revenue(daily, "month")})
+    daily = _phase(
+        write,
+        (t.AGG_REVENUE_DAILY, lambda: agg.build_agg_revenue_daily(ledger, d.merchant, payments)),
+        (t.AGG_FRAUD_DAILY, lambda: agg.build_agg_fraud_daily(payments, d.merchant)))["agg_revenue_daily"]
+    _phase(write,
+           (t.AGG_REVENUE_WEEKLY, lambda: agg.roll_up_revenue(daily, "week")),
+           (t.AGG_REVENUE_MONTHLY, lambda: agg.roll_up_revenue(daily, "month")))
     build_small_aggregates(spark, settings, stats, progress)
     return stats
 
@@ -147,12 +152,13 @@ def build_small_aggregates(spark: SparkSession, settings: Settings, stats: GoldS
         gold(f).select(F.to_date(F.col(c)).alias("date")) for f, c in
         ((t.FACT_PAYMENTS, "created_at"), (t.FACT_REFUNDS, "created_at"), (t.FACT_DISPUTES, "opened_at"),
          (t.FACT_BALANCE, "created_at"), (t.FACT_SUBSCRIPTION_EVENTS, "event_at"))])
-    _phase(write, {
-        t.DIM_DATE: lambda: dims.build_dim_date(dates),
-        t.AGG_CUSTOMER_RFM: lambda: agg.build_agg_customer_rfm(gold(t.FACT_PAYMENTS)),
-        t.AGG_PLAN_MONTHLY: lambda: agg.build_agg_plan_monthly(
+    _phase(
+        write,
+        (t.DIM_DATE, lambda: dims.build_dim_date(dates)),
+        (t.AGG_CUSTOMER_RFM, lambda: agg.build_agg_customer_rfm(gold(t.FACT_PAYMENTS))),
+        (t.AGG_PLAN_MONTHLY, lambda: agg.build_agg_plan_monthly(
             read_silver(spark, settings, "subscriptions"), read_silver(spark, settings, "invoices"),
             gold(t.DIM_PLAN).where(F.col("plan_id") != F.lit(t.UNKNOWN_SK)),
-            read_silver(spark, settings, "ref_fx_rates")),
-        t.AGG_COMPLIANCE_DAILY: lambda: agg.build_agg_compliance_daily(read_silver(spark, settings, "dq_results"),
-                                                                       _quarantined(spark, settings))})
+            read_silver(spark, settings, "ref_fx_rates"))),
+        (t.AGG_COMPLIANCE_DAILY, lambda: agg.build_agg_compliance_daily(read_silver(spark, settings, "dq_results"),
+                                                                        _quarantined(spark, settings))))
