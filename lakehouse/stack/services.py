@@ -407,7 +407,9 @@ class Kafka(_JavaService):
             "share.coordinator.state.topic.min.isr=1\ngroup.initial.rebalance.delay.ms=0\n"
             "auto.create.topics.enable=true\n")
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = "-"
+            while cluster_id.startswith("-"):   # one id in 64 starts with "-", which the tool reads as an option
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             cmd = self.java_cmd("256m", "-c", str(props))
             cmd[cmd.index(self.main_class)] = "kafka.tools.StorageTool"
             cmd[cmd.index("-c"):] = ["format", "-t", cluster_id, "-c", str(props)]
