@@ -13,9 +13,11 @@ at or before its time, or when it points at an unknown member (the member may ha
 result equals a full rebuild (`build_gold`); the integration test compares them row for row.
 
 Every step is idempotent (merge by key, replace by day), and the watermarks move last: a refresh that
-fails half way is simply done again. Silver read while it moves gives rows newer than the watermark;
-the next refresh recomputes their keys again, which changes nothing. Changes to countries (the
-geography of every fact) and a missing or unreadable Change Data Feed fall back to a full build.
+fails half way is simply done again. The watermarks hold the facts' versions too, so that the days of
+fact rows merged by a refresh that then failed are still recomputed by the next one. Silver read while
+it moves gives rows newer than the watermark; the next refresh recomputes their keys again, which
+changes nothing. Changes to countries (the geography of every fact) and a missing or unreadable Change
+Data Feed fall back to a full build.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def refresh_gold(spark: SparkSession, settings: Settings, full: bool = False,
     reason = ("requested" if full else "no watermarks" if marks is None
               else "gold incomplete" if not _gold_complete(spark, settings) else None)
     if reason is None and marks is not None:
-        changed = {n for n, v in versions.items() if v != marks.get(n, NO_VERSION)}
+        changed = {n for n, v in versions.items() if v != marks.get(n, NO_VERSION)}   # silver tables only
         rebuild = sorted(changed & set(FULL_REBUILD_SOURCES))
         backwards = sorted(n for n, v in versions.items() if v < marks.get(n, NO_VERSION))
         reason = (f"{', '.join(rebuild)} changed" if rebuild
@@ -99,13 +101,22 @@ def refresh_gold(spark: SparkSession, settings: Settings, full: bool = False,
         except AnalysisException as e:        # e.g. the CDF of a version range is gone (VACUUM)
             reason = f"the Change Data Feed could not be read ({str(e).splitlines()[0]})"
         else:
-            write_watermarks(spark, settings, versions)
+            write_watermarks(spark, settings, {**versions, **fact_versions(spark, settings)})
             return stats
     progress(f"gold: full build ({reason})")
     stats = build_gold(spark, settings, progress)
     stats.mode = "full"
-    write_watermarks(spark, settings, versions)
+    write_watermarks(spark, settings, {**versions, **fact_versions(spark, settings)})
     return stats
+
+
+def fact_mark(table: TableSpec) -> str:
+    """The watermark name of a gold fact: the fact's version the aggregates reflect."""
+    return table.full_name
+
+
+def fact_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    return {fact_mark(s): _version(spark, settings, s) for s in t.FACTS}
 
 
 def _ids(df: DataFrame, *columns: str) -> DataFrame:
@@ -188,8 +199,11 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
                  progress: Callable[[str], None]) -> GoldStats:
     stats = GoldStats(mode="incremental")
     changed = sorted(n for n, v in versions.items() if v != marks.get(n, NO_VERSION))
-    progress(f"gold: incremental refresh; silver tables changed: {', '.join(changed) or 'none'}")
-    if not changed:
+    now = {s.name: _version(spark, settings, s) for s in t.FACTS}
+    behind = [s.name for s in t.FACTS if marks.get(fact_mark(s), now[s.name]) != now[s.name]]
+    progress(f"gold: incremental refresh; silver tables changed: {', '.join(changed) or 'none'}"
+             + (f"; aggregates behind their facts: {', '.join(behind)}" if behind else ""))
+    if not changed and not behind:
         return stats
 
     def cdf(name: str) -> DataFrame:
@@ -230,7 +244,9 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
     customers = _changed_since(cdf("customers"), "customer_id", "__since")
     methods = _union([_ids(cdf("payment_methods"), "payment_method_id"), _ids(cdf("cards"), "payment_method_id")])
     unknown = F.lit(t.UNKNOWN_SK)
-    before = {s.name: _version(spark, settings, s) for s in t.FACTS}
+    # The facts' versions the aggregates were last brought up to: a refresh that merged facts and then
+    # failed left its fact changes after these, so the next one still recomputes their days.
+    before = {s.name: marks.get(fact_mark(s), now[s.name]) for s in t.FACTS}
 
     # fact_payments
     pay = read_gold(spark, settings, t.FACT_PAYMENTS)
