@@ -63,7 +63,8 @@ def test_a_bad_setting_fails_fast_naming_the_key() -> None:
 
 def test_demo_prints_its_summary(stack, settings) -> None:
     try:
-        res = lakehouse("demo", "--rows", "2000", "--days", "3", "--live-seconds", "4", "--rate", "25")
+        # the whole chain through gold: ~7-10 min on a 2-core machine; the timeout only guards against a hang
+        res = lakehouse("demo", "--rows", "2000", "--days", "3", "--live-seconds", "4", "--rate", "25", timeout=1200)
     finally:   # the demo leaves CDC running, as a user wants it; the other tests do not
         stop = lakehouse("cdc", "stop", "--drop-slot")
     assert res.returncode == 0, explain(res)
