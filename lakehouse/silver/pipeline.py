@@ -76,7 +76,7 @@ def conform(source: SourceTable, spark: SparkSession, settings: Settings) -> Cal
     return _
 
 
-def _profile(source: SourceTable, changes: DataFrame) -> tuple[int, int, list[int]]:
+def profile_changes(source: SourceTable, changes: DataFrame) -> tuple[int, int, list[int]]:
     """One pass over the batch's changes: rows with type errors, deletes, and the customers whose data
     keys protection needs (none when the table has no encrypted column)."""
     rules = table_rules(source.name)
@@ -108,6 +108,30 @@ def _unconvertible(source: SourceTable) -> Callable[[DataFrame], DataFrame]:
         extra = F.filter(F.array(*missing), lambda x: x.isNotNull())
         return df.withColumn(TYPE_ERRORS, F.array_union(F.col(TYPE_ERRORS), extra))
     return _
+
+
+def conform_changes(source: SourceTable, spark: SparkSession, settings: Settings) -> Callable[[DataFrame], DataFrame]:
+    """Typed changes (`changes_from_bronze`'s columns) -> conformed (`conform`), with the USD amounts that
+    have no FX rate added to `_type_errors`: the step between typing and protection."""
+    def _(changes: DataFrame) -> DataFrame:
+        return changes.transform(conform(source, spark, settings)).transform(_unconvertible(source))
+    return _
+
+
+def protect_changes(source: SourceTable, subjects: list[int], settings: Settings) -> Callable[[DataFrame], DataFrame]:
+    """Conformed changes -> their protected silver form, with the data keys of `subjects` (the customers
+    `profile_changes` found; created when missing)."""
+    return protect(source.name, _data_keys(subjects, settings))
+
+
+def apply_changes(valid: DataFrame, source: SourceTable, settings: Settings, has_deletes: bool) -> dict[str, int]:
+    """Valid protected changes into the table's silver table: SCD2 history (`apply_scd2`) or current
+    state (`apply_cdc`, with its delete markers); returns the apply's counts."""
+    path = _silver(settings, source.name)
+    if source.scd2:
+        return apply_scd2(valid, path, source.keys)
+    from lakehouse.silver.ingest import markers_path
+    return apply_cdc(valid, path, markers_path(settings, source.name), source.keys, has_deletes=has_deletes)
 
 
 @dataclass(frozen=True)
@@ -165,14 +189,13 @@ def apply_source_table(bronze: DataFrame, source: SourceTable, ctx: BatchContext
     settings, batch_id = ctx.settings, ctx.batch_id
     bronze_name = cdc_table(source.schema, source.table).full_name
     changes = (bronze.transform(changes_from_bronze(source.columns))
-               .transform(conform(source, spark, settings))
-               .transform(_unconvertible(source)))
+               .transform(conform_changes(source, spark, settings)))
     changes = changes.persist(StorageLevel.MEMORY_AND_DISK)
     started = time.monotonic()
     try:
-        n_type_errors, n_deletes, subjects = _profile(source, changes)
+        n_type_errors, n_deletes, subjects = profile_changes(source, changes)
         profiled = time.monotonic()
-        protected = changes.transform(protect(source.name, _data_keys(subjects, settings)))
+        protected = changes.transform(protect_changes(source, subjects, settings))
         typed_ok = F.size(F.col(TYPE_ERRORS)) == F.lit(0)
         type_errors = q.to_quarantine(
             protected.where(~typed_ok).withColumn("__reasons", F.transform(
@@ -193,13 +216,7 @@ def apply_source_table(bronze: DataFrame, source: SourceTable, ctx: BatchContext
             ctx.results.append(validation.results)
             check_threshold(validation, settings)
             validated = time.monotonic()
-            path = _silver(settings, source.name)
-            if source.scd2:
-                applied = apply_scd2(validation.valid, path, source.keys)
-            else:
-                from lakehouse.silver.ingest import markers_path
-                applied = apply_cdc(validation.valid, path, markers_path(settings, source.name), source.keys,
-                                    has_deletes=n_deletes > 0)
+            applied = apply_changes(validation.valid, source, settings, has_deletes=n_deletes > 0)
         log.info("silver.%s batch %d: %s, %d quarantined; seconds: profile %.1f, validate+quarantine %.1f, "
                  "apply %.1f", source.name, batch_id, applied, n_quarantined, profiled - started,
                  validated - profiled, time.monotonic() - validated)

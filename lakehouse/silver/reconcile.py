@@ -18,6 +18,7 @@ on a live system the lag between a commit and silver shows up as differences.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -57,19 +58,24 @@ class TableReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def read_jdbc(spark: SparkSession, settings: Settings, dbtable: str) -> DataFrame:
-    """A PostgreSQL table, or a `(SELECT ...) alias` subquery, over JDBC."""
+def read_jdbc(spark: SparkSession, settings: Settings, dbtable: str,
+              options: Mapping[str, str] | None = None) -> DataFrame:
+    """A PostgreSQL table, or a `(SELECT ...) alias` subquery, over JDBC. `options` are further Spark JDBC
+    options, e.g. a partitioned read (`partitionColumn`, `lowerBound`, `upperBound`, `numPartitions`)."""
     info = pg_conninfo(settings)
     return (spark.read.format("jdbc")
             .option("url", pg_jdbc_url(settings)).option("dbtable", dbtable)
             .option("user", str(info["user"])).option("password", str(info["password"]))
             .option("driver", "org.postgresql.Driver").option("fetchsize", "10000")
+            .options(**dict(options or {}))
             .load())
 
 
-def read_oltp(spark: SparkSession, settings: Settings, source: SourceTable) -> DataFrame:
-    """The PostgreSQL table over JDBC, columns cast to their silver types."""
-    df = read_jdbc(spark, settings, source.qualified)
+def read_oltp(spark: SparkSession, settings: Settings, source: SourceTable, dbtable: str | None = None,
+              options: Mapping[str, str] | None = None) -> DataFrame:
+    """The PostgreSQL table over JDBC (or `dbtable`, a subquery of its rows), columns cast to their
+    silver types; `options` as in `read_jdbc`."""
+    df = read_jdbc(spark, settings, dbtable or source.qualified, options)
     return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in source.columns.fields])
 
 
