@@ -148,6 +148,34 @@ class GoldConfig:
 
 
 @dataclass(frozen=True)
+class FeaturesConfig:
+    project: str = "payments_lakehouse"
+    registry_database: str = "feast_registry"
+    stream_trigger_interval: str = "2 seconds"
+    skew_sample: int = 200
+    skew_tolerance: float = 1e-6
+
+
+@dataclass(frozen=True)
+class MlConfig:
+    tracking_database: str = "mlflow"
+    artifact_dir: str = ""
+    experiment: str = "fraud"
+    model_name: str = "fraud_classifier"
+    label_delay_days: int = 30
+    validation_days: int = 14
+    test_days: int = 14
+    promote_metric: str = "average_precision"
+    promote_margin: float = 0.005
+    cost_missed_fraud: float = 100.0
+    cost_false_decline: float = 5.0
+    serve_port: int = 18091
+    psi_threshold: float = 0.2
+    performance_drop: float = 0.1
+    seed: int = 42
+
+
+@dataclass(frozen=True)
 class SecurityConfig:
     master_key_env: str
 
@@ -165,6 +193,8 @@ class Settings:
     silver: SilverConfig
     gold: GoldConfig
     security: SecurityConfig
+    features: FeaturesConfig
+    ml: MlConfig
     services: ServicesConfig
 
     # Derived locations: absolute, so that any process (or executor) resolves the same place.
@@ -182,6 +212,13 @@ class Settings:
         if self.paths.lakehouse_dir:
             return _uri_or_absolute(self.paths.lakehouse_dir)
         return str(self.state_dir / "lakehouse")
+
+    @property
+    def mlflow_artifact_dir(self) -> str:
+        """Root of MLflow's artifacts: `ml.artifact_dir`, else <state_dir>/mlflow/artifacts."""
+        if self.ml.artifact_dir:
+            return _uri_or_absolute(self.ml.artifact_dir)
+        return str(self.state_dir / "mlflow" / "artifacts")
 
     @property
     def checkpoint_dir(self) -> str:
@@ -406,5 +443,29 @@ def _validate(s: Settings) -> None:
     for key, n in (("cdc.partitions", s.cdc.partitions), ("events.partitions", s.events.partitions)):
         if n < 1:
             raise ConfigError(f"{key}: must be >= 1, got {n}")
+    if not re.match(r"^[A-Za-z0-9_]+$", s.features.project):
+        raise ConfigError(f"features.project: {s.features.project!r} must be letters, digits and underscores")
+    for key, db in (("features.registry_database", s.features.registry_database),
+                    ("ml.tracking_database", s.ml.tracking_database)):
+        if not re.match(r"^[a-z_][a-z0-9_]*$", db):
+            raise ConfigError(f"{key}: {db!r} is not a PostgreSQL database name (lower case, digits, _)")
+    if not re.match(r"^\d+ (milliseconds?|seconds?|minutes?|hours?)$", s.features.stream_trigger_interval):
+        raise ConfigError(f"features.stream_trigger_interval: {s.features.stream_trigger_interval!r} is not an "
+                          "interval like '2 seconds'")
+    for key, days, low in (("ml.label_delay_days", s.ml.label_delay_days, 0),
+                           ("ml.validation_days", s.ml.validation_days, 1), ("ml.test_days", s.ml.test_days, 1)):
+        if days < low:
+            raise ConfigError(f"{key}: must be >= {low}, got {days}")
+    if s.ml.promote_metric not in ("average_precision", "roc_auc", "expected_cost"):
+        raise ConfigError(f"ml.promote_metric: must be average_precision, roc_auc or expected_cost, "
+                          f"got {s.ml.promote_metric!r}")
+    for key, cost in (("ml.cost_missed_fraud", s.ml.cost_missed_fraud),
+                      ("ml.cost_false_decline", s.ml.cost_false_decline)):
+        if cost <= 0:
+            raise ConfigError(f"{key}: must be > 0, got {cost}")
+    if not 1024 <= s.ml.serve_port <= 65535:
+        raise ConfigError(f"ml.serve_port: port {s.ml.serve_port} must be between 1024 and 65535")
+    if s.ml.serve_port in seen:
+        raise ConfigError(f"ml.serve_port: port {s.ml.serve_port} is also used by {seen[s.ml.serve_port]}")
     if s.services.start_timeout_s < 1:
         raise ConfigError("services.start_timeout_s: must be >= 1")
