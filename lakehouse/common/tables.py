@@ -109,7 +109,9 @@ def register(*specs: TableSpec) -> None:
 def _load_layers() -> None:
     # Importing a layer's `tables` module registers its specs.
     import lakehouse.bronze.tables
+    import lakehouse.features.tables
     import lakehouse.gold.tables
+    import lakehouse.ml.tables
     import lakehouse.ops.tables
     import lakehouse.quality.tables  # noqa: F401
 

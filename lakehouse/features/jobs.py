@@ -58,13 +58,13 @@ def build_feature_tables(spark: SparkSession, settings: Settings,
     payments = feature_payments(spark, settings).cache()
     refunds = read_silver_table(spark, settings, "refunds", "charge_id bigint, created_at timestamp")
     disputes = read_silver_table(spark, settings, "disputes", "charge_id bigint, opened_at timestamp")
-    jobs = {t.PAYMENT_WINDOWS: lambda: build.build_payment_windows(payments),
-            t.CUSTOMER_PROFILE: lambda: build.build_customer_profile(payments),
-            t.MERCHANT_DAILY: lambda: build.build_merchant_daily(payments, refunds, disputes),
-            t.TERMINAL_DAILY: lambda: build.build_terminal_daily(payments, disputes)}
+    jobs = [(t.PAYMENT_WINDOWS, lambda: build.build_payment_windows(payments)),
+            (t.CUSTOMER_PROFILE, lambda: build.build_customer_profile(payments)),
+            (t.MERCHANT_DAILY, lambda: build.build_merchant_daily(payments, refunds, disputes)),
+            (t.TERMINAL_DAILY, lambda: build.build_terminal_daily(payments, disputes))]
     rows: dict[str, int] = {}
     try:
-        for spec, make in jobs.items():
+        for spec, make in jobs:
             started = time.monotonic()
             overwrite(make(), settings, spec)
             rows[spec.full_name] = spark.read.format("delta").load(table_path(settings, spec.full_name)).count()
