@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,14 +52,15 @@ def service_features(store: Any, service: str = FEATURE_SERVICE) -> list[str]:
 
 
 def online_features(store: Any, payments: Sequence[Mapping[str, Any]], at: Sequence[dt.datetime],
-                    service: str = FEATURE_SERVICE) -> list[dict[str, Any]]:
-    """The service's features of each payment from the online store, as of `at[i]` (UTC): a value older
-    than its view's TTL at that time, or missing, is None."""
+                    service: Any = FEATURE_SERVICE) -> list[dict[str, Any]]:
+    """The service's features (a name, or the FeatureService object a caller holds) of each payment from
+    the online store, as of `at[i]` (UTC): a value older than its view's TTL at that time, or missing, is None."""
     ttls = feature_ttls()
-    with feast_call():
-        response = store.get_online_features(features=store.get_feature_service(service),
-                                             entity_rows=[entity_keys(p) for p in payments])
-        values = response.to_dict(include_event_timestamps=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        features = store.get_feature_service(service) if isinstance(service, str) else service
+        response = store.get_online_features(features=features, entity_rows=[entity_keys(p) for p in payments])
+    values = response.to_dict(include_event_timestamps=True)
     names = [n for n in values if n in ttls]
     out = []
     for i, when in enumerate(at):

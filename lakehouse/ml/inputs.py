@@ -11,6 +11,8 @@ logistic baseline imputes it).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,47 +44,75 @@ INPUT_COLUMNS = (
 EARTH_KM = 6371.0088
 
 
-def haversine_km(lat1: pd.Series, lon1: pd.Series, lat2: pd.Series, lon2: pd.Series) -> pd.Series:
+def haversine_km(lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray) -> np.ndarray:
     """Great-circle distance in km (NaN when any coordinate is missing)."""
-    p1, p2 = np.radians(lat1.astype(float)), np.radians(lat2.astype(float))
-    dlat = p2 - p1
-    dlon = np.radians(lon2.astype(float) - lon1.astype(float))
-    a = np.sin(dlat / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlon / 2) ** 2
-    return pd.Series(2 * EARTH_KM * np.arcsin(np.sqrt(a.clip(0, 1))), index=lat1.index)
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    a = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2
+    result: np.ndarray = 2 * EARTH_KM * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+    return result
 
 
-def _number(frame: pd.DataFrame, name: str) -> pd.Series:
-    return pd.to_numeric(frame[name], errors="coerce").astype("float64") if name in frame else pd.Series(
-        np.nan, index=frame.index, dtype="float64")
+def _numbers(values: Any, n: int) -> np.ndarray:
+    """float64 array of `values` (None / missing -> NaN); a missing column is all NaN."""
+    if values is None:
+        return np.full(n, np.nan)
+    if isinstance(values, np.ndarray) and values.dtype != object:
+        return values.astype("float64")
+    return np.array([np.nan if v is None else float(v) for v in values], dtype="float64")
+
+
+def _strings(values: Any, n: int) -> np.ndarray:
+    if values is None:
+        return np.full(n, None, dtype=object)
+    return np.asarray(values, dtype=object)
+
+
+def inputs_array(columns: Mapping[str, Any], n: int) -> np.ndarray:
+    """The core of the derivation, on columns (name -> n values; a missing name is all missing): an
+    (n, len(INPUT_COLUMNS)) float64 matrix. `model_inputs` (frames) and `records_inputs` (dicts) call it."""
+    get = columns.get
+    out = np.empty((n, len(INPUT_COLUMNS)), dtype="float64")
+    col = {name: i for i, name in enumerate(INPUT_COLUMNS)}
+    amount = np.nan_to_num(_numbers(get("amount_usd"), n), nan=0.0)
+    out[:, col["amount_usd"]] = amount
+    out[:, col["log_amount_usd"]] = np.log1p(np.clip(amount, 0, None))
+    created = pd.DatetimeIndex(pd.to_datetime(np.asarray(get("created_at"), dtype=object), utc=True))
+    out[:, col["hour_utc"]] = created.hour.to_numpy(dtype="float64")
+    out[:, col["is_weekend"]] = (created.dayofweek.to_numpy() >= 5).astype("float64")
+    device = _strings(get("device_type"), n)
+    for d in DEVICE_TYPES:
+        out[:, col[f"device_{d}"]] = (np.where(device == None, "unknown", device) == d)  # noqa: E711
+    out[:, col["has_terminal"]] = np.nan_to_num(_numbers(get("has_terminal"), n), nan=0.0)
+    for name in COUNT_FEATURES + AMOUNT_FEATURES + RATE_FEATURES:
+        out[:, col[name]] = np.nan_to_num(_numbers(get(name), n), nan=0.0)
+    txn_30d = out[:, col["cust_txn_30d"]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        avg_30d = np.where(txn_30d > 0, out[:, col["cust_amount_usd_30d"]] / txn_30d, np.nan)
+        ratio = amount / avg_30d
+    out[:, col["amount_vs_cust_avg_30d"]] = np.where(np.isfinite(ratio), ratio, 1.0)
+    # The windows include the latest earlier payment, not this one: none from this IP / device is "new".
+    out[:, col["new_ip_for_customer"]] = out[:, col["cust_ip_txn_30d"]] == 0
+    out[:, col["new_device_for_customer"]] = out[:, col["cust_device_txn_30d"]] == 0
+    usual = _strings(get("usual_country"), n)
+    has_profile = usual != None  # noqa: E711
+    same = _strings(get("ip_country"), n) == usual
+    out[:, col["country_is_usual"]] = np.where(has_profile, same.astype("float64"), np.nan)
+    out[:, col["km_from_usual"]] = haversine_km(_numbers(get("ip_lat"), n), _numbers(get("ip_lon"), n),
+                                                _numbers(get("usual_lat"), n), _numbers(get("usual_lon"), n))
+    out[:, col["has_profile"]] = has_profile
+    return out
 
 
 def model_inputs(raw: pd.DataFrame) -> pd.DataFrame:
     """RAW_COLUMNS (a column may be missing: a payment with no such feature) -> INPUT_COLUMNS, float64."""
-    out = pd.DataFrame(index=raw.index)
-    amount = _number(raw, "amount_usd").fillna(0.0)
-    created = pd.to_datetime(raw["created_at"], utc=True)
-    out["amount_usd"] = amount
-    out["log_amount_usd"] = np.log1p(amount.clip(lower=0))
-    out["hour_utc"] = created.dt.hour.astype("float64")
-    out["is_weekend"] = (created.dt.dayofweek >= 5).astype("float64")
-    device = raw["device_type"].fillna("unknown").astype(str)
-    for d in DEVICE_TYPES:
-        out[f"device_{d}"] = (device == d).astype("float64")
-    out["has_terminal"] = _number(raw, "has_terminal").fillna(0.0)
-    for name in COUNT_FEATURES + AMOUNT_FEATURES + RATE_FEATURES:
-        out[name] = _number(raw, name).fillna(0.0)
-    avg_30d = out["cust_amount_usd_30d"] / out["cust_txn_30d"].where(out["cust_txn_30d"] > 0)
-    out["amount_vs_cust_avg_30d"] = (amount / avg_30d).fillna(1.0)
-    # The windows include the latest earlier payment, not this one: none from this IP / device is "new".
-    out["new_ip_for_customer"] = (out["cust_ip_txn_30d"] == 0).astype("float64")
-    out["new_device_for_customer"] = (out["cust_device_txn_30d"] == 0).astype("float64")
-    usual = raw["usual_country"] if "usual_country" in raw else pd.Series(None, index=raw.index, dtype=object)
-    has_profile = usual.notna()
-    out["country_is_usual"] = np.where(has_profile, (raw["ip_country"] == usual).astype("float64"), np.nan)
-    out["km_from_usual"] = haversine_km(_number(raw, "ip_lat"), _number(raw, "ip_lon"),
-                                        _number(raw, "usual_lat"), _number(raw, "usual_lon"))
-    out["has_profile"] = has_profile.astype("float64")
-    return out[list(INPUT_COLUMNS)].astype("float64")
+    columns = {c: raw[c].to_numpy() for c in RAW_COLUMNS if c in raw}
+    return pd.DataFrame(inputs_array(columns, len(raw)), index=raw.index, columns=list(INPUT_COLUMNS))
+
+
+def records_inputs(records: list[Mapping[str, Any]]) -> np.ndarray:
+    """The same matrix from dicts of raw values (the online path: no DataFrame per call)."""
+    columns = {c: [r.get(c) for r in records] for c in RAW_COLUMNS}
+    return inputs_array(columns, len(records))
 
 
 def empty_raw_row() -> dict[str, object]:

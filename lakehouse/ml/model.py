@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lakehouse.ml.inputs import INPUT_COLUMNS, RAW_COLUMNS, STRING_COLUMNS, model_inputs
+from lakehouse.ml.inputs import INPUT_COLUMNS, RAW_COLUMNS, STRING_COLUMNS, model_inputs, records_inputs
 
 try:
     from mlflow.pyfunc import PythonModel
@@ -31,6 +31,11 @@ class ScoreModel(PythonModel):  # type: ignore[misc]
     def score_raw(self, raw: pd.DataFrame) -> np.ndarray:
         """P(fraud) per row of raw columns."""
         scores: np.ndarray = self.estimator.predict_proba(model_inputs(raw).to_numpy())[:, 1]
+        return scores
+
+    def score_records(self, records: list[Any]) -> np.ndarray:
+        """P(fraud) per dict of raw values: the same derivation without a DataFrame (the online path)."""
+        scores: np.ndarray = self.estimator.predict_proba(records_inputs(records))[:, 1]
         return scores
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.Series:

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 MODEL_KINDS = ("hist_gradient_boosting", "logistic")
 TEST_ARTIFACT = "evaluation/test.parquet"
+TRAIN_SAMPLE_ARTIFACT = "evaluation/train_sample.parquet"   # the reference distribution of `lakehouse ml monitor`
+TRAIN_SAMPLE_ROWS = 20_000
 SOURCE_TABLES = ("silver.charges", "silver.fraud_ground_truth", "silver.refunds", "silver.disputes",
                  "gold.feat_payment_windows", "gold.feat_customer_profile", "gold.feat_merchant_daily",
                  "gold.feat_terminal_daily", "gold.feat_card_stream", "gold.feat_customer_stream")
@@ -207,6 +209,11 @@ def log_model_run(settings: Settings, experiment_id: str, model: ScoreModel, fra
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "test.parquet"
             test_frame.assign(score=scores).to_parquet(path, index=False)
+            mlflow.log_artifact(str(path), "evaluation")
+            train = frames["train"]
+            sample = train.sample(n=min(len(train), TRAIN_SAMPLE_ROWS), random_state=settings.ml.seed)
+            path = Path(tmp) / "train_sample.parquet"
+            sample.assign(score=model.score_raw(sample[list(RAW_COLUMNS)])).to_parquet(path, index=False)
             mlflow.log_artifact(str(path), "evaluation")
         example = frames["train"][list(RAW_COLUMNS)].head(3)
         signature = ModelSignature(inputs=raw_schema(), outputs=Schema([ColSpec(DataType.double, "score")]))
