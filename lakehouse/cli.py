@@ -449,6 +449,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_cdc_parsers(sub, _settings)
 
+    from lakehouse.ml.cli import add_parsers as add_ml_parsers
+
+    add_ml_parsers(sub, _settings)
+
     p = sub.add_parser("config", help="print the resolved configuration")
     p.set_defaults(func=cmd_config)
     p = sub.add_parser("docs", help="regenerate the generated documents: tables (docs/tables.md, docs/security.md's "
@@ -465,13 +469,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "run":
+    if rest and args.command not in ("run", "ml"):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     from lakehouse.stack.process import ServiceError
 
     try:
         if args.command == "run":
             return int(cmd_run(args, rest))
+        if args.command == "ml":
+            if rest and args.ml_action not in ("train", "promote", "score", "monitor", "churn"):
+                parser.error(f"unrecognized arguments: {' '.join(rest)}")
+            return int(args.func(args, rest))
         return int(args.func(args))
     except ConfigError as e:
         print(f"error: configuration: {e}", file=sys.stderr)

@@ -62,6 +62,14 @@ def _gold_args(parser: argparse.ArgumentParser) -> None:
     gold_arguments(parser)
 
 
+def _ml_args(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(parser: argparse.ArgumentParser) -> None:
+        from lakehouse.ml import jobs
+
+        getattr(jobs, f"{name}_arguments")(parser)
+    return add
+
+
 JOBS: dict[str, Job] = {
     job.name: job
     for job in [
@@ -74,6 +82,21 @@ JOBS: dict[str, Job] = {
         Job("gold", "silver Delta -> gold star schema and aggregates: a refresh from silver's Change Data Feed "
                     "(a full build the first time or with --full); --once: one refresh",
             "lakehouse.gold.jobs:gold_job", _gold_args),
+        Job("features", "silver -> feature tables (gold.feat_*) -> Feast registry -> Redis (incremental "
+                        "materialization), then the online / offline skew check", "lakehouse.features.jobs:features_job"),
+        Job("stream_scoring", "new payments in silver (Change Data Feed) -> streaming features pushed to Redis and "
+                              "fraud scores with online features, within seconds; --once: catch up and stop",
+            "lakehouse.ml.streaming:stream_scoring_job"),
+        Job("train", "fraud models from a point-in-time Feast training set, logged to MLflow; the best becomes "
+                     "the challenger", "lakehouse.ml.jobs:train_job", _ml_args("train")),
+        Job("promote", "the promotion gate: challenger -> champion only when it beats the champion on the same "
+                       "held-out window", "lakehouse.ml.jobs:promote_job", _ml_args("promote")),
+        Job("score", "batch fraud scoring with the champion (spark_udf) into gold.fact_payment_scores",
+            "lakehouse.ml.jobs:score_job", _ml_args("score")),
+        Job("monitor", "feature / score drift (PSI) and delayed-label performance of the champion into "
+                       "gold.ml_monitoring; flags a retrain", "lakehouse.ml.jobs:monitor_job", _ml_args("monitor")),
+        Job("churn", "subscription churn model from the feature store: train, register, batch-score into "
+                     "gold.fact_churn_scores", "lakehouse.ml.jobs:churn_job"),
     ]
 }
 

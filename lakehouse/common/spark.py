@@ -103,6 +103,16 @@ def active_spark() -> SparkSession:
     return spark
 
 
+def activate(spark: SparkSession) -> None:
+    """Makes `spark` this thread's active session, in Python and in the JVM. A streaming query's
+    foreachBatch leaves its batch's cloned session active, and libraries that take
+    `getActiveSession()` (Feast) would then run on the clone, which lacks the caller's temp views."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    SparkSession._activeSession = spark
+    SparkSession._get_j_spark_session_class(jvm).setActiveSession(spark._jsparkSession)
+
+
 def run_parallel(tasks: list[Callable[[], None]], parallelism: int) -> None:
     """Runs the tasks on at most `parallelism` threads; raises the first failure once all have ended.
 

@@ -83,6 +83,12 @@ def historical_features(store: Any, entities: DataFrame, features: list[str] | s
     feature service name or `view:feature` references), as a Spark DataFrame."""
     from lakehouse.features.store import feast_call
 
+    # Feast runs its SQL on the thread's active session and registers the entity frame as a temp view in
+    # the frame's own session: after a streaming query's foreachBatch the active one can be the batch's
+    # clone, where that view does not exist. Make them the same.
+    from lakehouse.common.spark import activate
+
+    activate(entities.sparkSession)
     with feast_call():
         refs = store.get_feature_service(features) if isinstance(features, str) else features
         return store.get_historical_features(entity_df=entities, features=refs).to_spark_df()
