@@ -1,4 +1,5 @@
-"""`lakehouse run features`: silver -> feature tables (gold.feat_*) -> Feast registry -> Redis (incremental materialization), then the online / offline skew check
+"""`lakehouse run features`: silver -> feature tables (gold.feat_*) -> Feast registry -> Redis (incremental
+materialization), then the online / offline skew check
 
     spark-submit jobs/features.py --env local [--once]
     lakehouse run features

@@ -1,4 +1,5 @@
-"""`lakehouse run monitor`: feature / score drift (PSI) and delayed-label performance of the champion into gold.ml_monitoring; flags a retrain
+"""`lakehouse run monitor`: feature / score drift (PSI) and delayed-label performance of the champion into
+gold.ml_monitoring; flags a retrain
 
     spark-submit jobs/monitor.py --env local [--once]
     lakehouse run monitor

@@ -1,4 +1,5 @@
-"""`lakehouse run promote`: the promotion gate: challenger -> champion only when it beats the champion on the same held-out window
+"""`lakehouse run promote`: the promotion gate: challenger -> champion only when it beats the champion on the
+same held-out window
 
     spark-submit jobs/promote.py --env local [--once]
     lakehouse run promote

@@ -1,4 +1,5 @@
-"""`lakehouse run stream_scoring`: new payments in silver (Change Data Feed) -> streaming features pushed to Redis and fraud scores with online features, within seconds; --once: catch up and stop
+"""`lakehouse run stream_scoring`: new payments in silver (Change Data Feed) -> streaming features pushed to
+Redis and fraud scores with online features, within seconds; --once: catch up and stop
 
     spark-submit jobs/stream_scoring.py --env local [--once]
     lakehouse run stream_scoring

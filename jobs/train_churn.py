@@ -1,4 +1,5 @@
-"""`lakehouse run churn`: subscription churn model from the feature store: train, register, batch-score into gold.fact_churn_scores
+"""`lakehouse run churn`: subscription churn model from the feature store: train, register, batch-score into
+gold.fact_churn_scores
 
     spark-submit jobs/train_churn.py --env local [--once]
     lakehouse run churn

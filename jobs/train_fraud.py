@@ -1,4 +1,5 @@
-"""`lakehouse run train`: fraud models from a point-in-time Feast training set, logged to MLflow; the best becomes the challenger
+"""`lakehouse run train`: fraud models from a point-in-time Feast training set, logged to MLflow; the best
+becomes the challenger
 
     spark-submit jobs/train_fraud.py --env local [--once]
     lakehouse run train

@@ -83,7 +83,8 @@ JOBS: dict[str, Job] = {
                     "(a full build the first time or with --full); --once: one refresh",
             "lakehouse.gold.jobs:gold_job", _gold_args),
         Job("features", "silver -> feature tables (gold.feat_*) -> Feast registry -> Redis (incremental "
-                        "materialization), then the online / offline skew check", "lakehouse.features.jobs:features_job"),
+                        "materialization), then the online / offline skew check",
+            "lakehouse.features.jobs:features_job"),
         Job("stream_scoring", "new payments in silver (Change Data Feed) -> streaming features pushed to Redis and "
                               "fraud scores with online features, within seconds; --once: catch up and stop",
             "lakehouse.ml.streaming:stream_scoring_job"),
@@ -96,7 +97,7 @@ JOBS: dict[str, Job] = {
         Job("monitor", "feature / score drift (PSI) and delayed-label performance of the champion into "
                        "gold.ml_monitoring; flags a retrain", "lakehouse.ml.jobs:monitor_job", _ml_args("monitor")),
         Job("churn", "subscription churn model from the feature store: train, register, batch-score into "
-                     "gold.fact_churn_scores", "lakehouse.ml.jobs:churn_job"),
+                     "gold.fact_churn_scores", "lakehouse.ml.jobs:churn_job", _ml_args("churn")),
     ]
 }
 

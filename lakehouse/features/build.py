@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.window import WindowSpec
 
 from lakehouse.silver.conform import utc_date
 
@@ -34,7 +35,7 @@ def payments_for_features(charges: DataFrame) -> DataFrame:
         F.col("ip_latitude").cast("double").alias("ip_lat"), F.col("ip_longitude").cast("double").alias("ip_lon"))
 
 
-def _sliding(keys: list[str], seconds: int) -> Window:
+def _sliding(keys: list[str], seconds: int) -> WindowSpec:
     """The window (t - seconds, t] over the rows with the same `keys`, by `_t` (epoch microseconds)."""
     return Window.partitionBy(*keys).orderBy("_t").rangeBetween(-seconds * _MICROS + 1, 0)
 

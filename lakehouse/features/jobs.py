@@ -81,12 +81,11 @@ def build_feature_tables(spark: SparkSession, settings: Settings,
 def historical_features(store: Any, entities: DataFrame, features: list[str] | str) -> DataFrame:
     """Feast's point-in-time join of `entities` (the join keys and `event_timestamp`) with `features` (a
     feature service name or `view:feature` references), as a Spark DataFrame."""
-    from lakehouse.features.store import feast_call
-
     # Feast runs its SQL on the thread's active session and registers the entity frame as a temp view in
     # the frame's own session: after a streaming query's foreachBatch the active one can be the batch's
     # clone, where that view does not exist. Make them the same.
     from lakehouse.common.spark import activate
+    from lakehouse.features.store import feast_call
 
     activate(entities.sparkSession)
     with feast_call():

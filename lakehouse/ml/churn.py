@@ -221,7 +221,7 @@ def churn_inputs(raw: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-class ChurnModel(PythonModel):  # type: ignore[misc]
+class ChurnModel(PythonModel):
     """The churn classifier behind MLflow's pyfunc interface: INPUT_COLUMNS in, P(churn) out."""
 
     def __init__(self, estimator: Any) -> None:
@@ -368,7 +368,7 @@ def train_churn(spark: SparkSession, settings: Settings, horizon_days: int = 30,
     progress(f"churn: history {first:%Y-%m-%d %H:%M} .. {known_until:%Y-%m-%d %H:%M}, horizon {horizon_days} days; "
              f"as_of dates {json.dumps(split.as_params())}")
     examples = build_churn_examples(subscriptions, plans, invoices, split.train + split.test, horizon_days)
-    frame = with_customer_features(feature_store(settings), examples).toPandas()
+    frame: pd.DataFrame = with_customer_features(feature_store(settings), examples).toPandas()
     as_of = pd.to_datetime(frame["event_timestamp"]).dt.date
     frames = {"train": frame[as_of.isin(split.train)].reset_index(drop=True),
               "test": frame[as_of.isin(split.test)].reset_index(drop=True)}

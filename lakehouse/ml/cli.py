@@ -56,7 +56,7 @@ def cmd_serve(settings: Settings, port: int | None) -> int:
     started = time.monotonic()
     scorer = Scorer(settings)
     server = make_server(scorer, port or settings.ml.serve_port, settings.services.host)
-    host, bound = server.server_address[:2]
+    host, bound = str(server.server_address[0]), server.server_address[1]
     print(f"serving {settings.ml.model_name} v{scorer.model_version} on http://{host}:{bound}/score "
           f"(ready in {time.monotonic() - started:.1f}s; Ctrl-C stops)", flush=True)
     try:
@@ -88,6 +88,6 @@ def cmd_history(settings: Settings, model: str | None, as_json: bool) -> int:
         print(json.dumps(rows, indent=2, default=str))
         return 0
     for r in rows:
-        print(f"{r['changed_at']:%Y-%m-%d %H:%M:%S}  {r['alias']:<10} {r['action']:<7} "
-              f"{r['from_version'] or '-':>4} -> {r['to_version'] or '-':<4} {r['reason']}")
+        versions = f"{r['from_version'] or '-'!s:>4} -> {r['to_version'] or '-'!s:<4}"
+        print(f"{r['changed_at']:%Y-%m-%d %H:%M:%S}  {r['alias']:<10} {r['action']:<7} {versions} {r['reason']}")
     return 0

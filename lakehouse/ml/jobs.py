@@ -69,10 +69,16 @@ def monitor_job(spark: SparkSession, settings: Settings, args: argparse.Namespac
     return JobOutcome(rows_written=int(result.get("checks", 0)), summary={"monitor": result})
 
 
+def churn_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--horizon-days", type=int, default=14,
+                        help="a subscription churns when canceled within this many days (default 14; the history "
+                             "needs about 1 + 2 x horizon + 14 days)")
+
+
 def churn_job(spark: SparkSession, settings: Settings, args: argparse.Namespace) -> JobOutcome:
     """The churn model: trained from the feature store, registered, and the active subscriptions scored."""
     from lakehouse.ml.churn import score_churn, train_churn
 
-    trained = train_churn(spark, settings, progress=_say)
+    trained = train_churn(spark, settings, horizon_days=args.horizon_days, progress=_say)
     scored = score_churn(spark, settings, progress=_say)
     return JobOutcome(rows_written=int(scored.get("scored", 0)), summary={"train": trained, "score": scored})

@@ -79,7 +79,7 @@ def evaluate(labels: np.ndarray, scores: np.ndarray, threshold: float, cost_miss
     tp = int(np.sum(y & declined))
     cost = expected_cost(y, scores, threshold, cost_missed, cost_decline)
     return Evaluation(
-        payments=int(len(y)), frauds=int(y.sum()),
+        payments=len(y), frauds=int(y.sum()),
         roc_auc=float(roc_auc_score(y, scores)) if both else float("nan"),
         average_precision=float(average_precision_score(y, scores)) if both else float("nan"),
         threshold=float(threshold), precision=tp / int(declined.sum()) if declined.any() else 0.0,

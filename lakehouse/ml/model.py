@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - mlflow is a pinned dependency
     PythonModel = object  # type: ignore[misc,assignment]
 
 
-class ScoreModel(PythonModel):  # type: ignore[misc]
+class ScoreModel(PythonModel):
     """A classifier over INPUT_COLUMNS behind the raw-column interface."""
 
     def __init__(self, estimator: Any, threshold: float, kind: str) -> None:

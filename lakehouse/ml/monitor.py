@@ -251,12 +251,16 @@ def monitor(spark: SparkSession, settings: Settings, days: int = 7,
              + (": " + ", ".join(f"{c.name} {c.value:.3f}" for c in drifted[:10]) if drifted else "")
              + f"; score PSI {drift[-1].value:.4f}")
 
-    # Performance: scored payments whose labels have arrived.
+    # Performance: scored payments whose labels have arrived, from the model's held-out test window on (the
+    # payments it was trained or thresholded on would flatter it).
+    held_out = run.data.params.get("window.test_start")
+    held_out_from = dt.datetime.fromisoformat(held_out) if held_out else dt.datetime.min
     silver_last = feature_payments(spark, settings).agg(F.max("created_at").alias("last")).first()
     labels_until = (silver_last["last"] if silver_last is not None and silver_last["last"] is not None
                     else window_end) - dt.timedelta(days=ml.label_delay_days)
     truth = read_silver_table(spark, settings, "fraud_ground_truth", f"charge_id bigint, {LABEL} boolean")
-    labelled: pd.DataFrame = (scored.where(F.col("created_at") <= F.lit(labels_until))
+    labelled: pd.DataFrame = (scored.where((F.col("created_at") <= F.lit(labels_until))
+                                           & (F.col("created_at") >= F.lit(held_out_from)))
                               .join(truth.where(F.col(LABEL).isNotNull()), on="charge_id", how="inner")
                               .select("created_at", "score", LABEL).toPandas())
     perf = performance(labelled[LABEL].astype(bool).to_numpy(), labelled["score"].to_numpy(dtype=float),

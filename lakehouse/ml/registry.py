@@ -155,7 +155,7 @@ def promote(spark: SparkSession, settings: Settings, model_name: str | None = No
     metric, margin = settings.ml.promote_metric, settings.ml.promote_margin
     ours = _score(settings, f"models:/{name}/{challenger.version}", window)
     theirs = _score(settings, f"models:/{name}/{champion.version}", window) if champion else None
-    if theirs is None:
+    if theirs is None or champion is None:
         promoted, reason = True, "no champion yet: the first model becomes the champion"
     else:
         promoted, gain = _better(metric, ours, theirs, margin)

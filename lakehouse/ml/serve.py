@@ -66,7 +66,7 @@ def request_fields(payment: Mapping[str, Any], ip_pseudo: str | None) -> dict[st
     if missing:
         raise PaymentError(f"payment lacks {', '.join(missing)}")
     try:
-        out = {"customer_id": int(payment["customer_id"]), "payment_method_id": int(payment["payment_method_id"]),
+        out: dict[str, Any] = {"customer_id": int(payment["customer_id"]), "payment_method_id": int(payment["payment_method_id"]),
                "merchant_id": int(payment["merchant_id"]),
                "terminal_id": None if payment.get("terminal_id") is None else int(payment["terminal_id"]),
                "amount_usd": float(payment["amount_usd"])}
@@ -152,14 +152,14 @@ def make_server(scorer: Scorer, port: int, host: str = "127.0.0.1") -> Threading
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_GET(self) -> None:
             if self.path == "/health":
                 self._send(200, {"status": "ok", "model_name": scorer.settings.ml.model_name,
                                  "model_version": scorer.model_version})
             else:
                 self._send(404, {"error": f"no such path {self.path}; try POST /score or GET /health"})
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             if self.path != "/score":
                 self._send(404, {"error": f"no such path {self.path}; try POST /score"})
                 return
@@ -174,7 +174,7 @@ def make_server(scorer: Scorer, port: int, host: str = "127.0.0.1") -> Threading
                 return
             self._send(200, decision.as_dict())
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug(format, *args)
 
     try:

@@ -113,7 +113,9 @@ class StreamBatch:
         from lakehouse.features.jobs import feature_payments
         from lakehouse.features.store import feast_call
 
-        since = batch.agg(F.min("created_at")).first()[0] - dt.timedelta(seconds=STREAM_WINDOW_S)
+        first = batch.agg(F.min("created_at")).first()
+        assert first is not None
+        since = first[0] - dt.timedelta(seconds=STREAM_WINDOW_S)
         recent = feature_payments(spark, self.settings).where(F.col("created_at") > F.lit(since))
         for spec, key, prefix, push in ((ft.CARD_STREAM, "payment_method_id", "card", "card_stream_push"),
                                         (ft.CUSTOMER_STREAM, "customer_id", "cust", "customer_stream_push")):
@@ -122,7 +124,7 @@ class StreamBatch:
                 ensure_table(spark, self.settings, spec)
                 (values.write.format("delta").mode("append").option("txnAppId", f"{self.app_id}-{spec.name}")
                  .option("txnVersion", batch_id).save(table_path(self.settings, spec.full_name)))
-                frame = values.toPandas()
+                frame: Any = values.toPandas()
                 if not frame.empty:
                     with feast_call():
                         self.scorer.store.push(push, frame, to=PushMode.ONLINE)
@@ -146,7 +148,9 @@ def starting_version(spark: SparkSession, settings: Settings) -> int:
 
     marker = f"{checkpoint_location(settings)}_starting_version"
     try:
-        return int(spark.read.text(marker).first()[0])
+        row = spark.read.text(marker).first()
+        if row is not None:
+            return int(row[0])
     except AnalysisException:
         pass
     current = delta_version(spark, table_path(settings, "silver.charges"))

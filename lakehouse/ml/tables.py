@@ -31,7 +31,7 @@ CHURN_SCORES = TableSpec("gold", "fact_churn_scores", columns(
     "subscription_id bigint not null, customer_id bigint, as_of timestamp not null, score double, "
     "model_name string, model_version string, scored_at timestamp"),
     "Subscription churn risk (probability of cancellation within the horizon). Grain: one row per active "
-    "subscription and scoring run.")
+    "subscription and as_of day (a re-run on the same day replaces that day's rows).")
 
 ML_TABLES = (PAYMENT_SCORES, ML_MONITORING, MODEL_ALIAS_HISTORY, CHURN_SCORES)
 

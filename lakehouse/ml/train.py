@@ -135,7 +135,7 @@ def training_frames(spark: SparkSession, settings: Settings, store: Any, progres
     in_split = payments.where((F.col("created_at") >= F.lit(windows.train_start))
                               & (F.col("created_at") < F.lit(windows.test_end)))
     started = time.monotonic()
-    frame = with_features(store, in_split, extra=(LABEL,)).toPandas()
+    frame: pd.DataFrame = with_features(store, in_split, extra=(LABEL,)).toPandas()
     progress(f"ml: {len(frame):,} payments with point-in-time features in {time.monotonic() - started:.1f}s")
     created = pd.to_datetime(frame["created_at"])
     parts = {"train": (windows.train_start, windows.train_end),
@@ -207,14 +207,14 @@ def log_model_run(settings: Settings, experiment_id: str, model: ScoreModel, fra
             mlflow.log_figure(fig, path)
         mlflow.log_dict(importance.round(6).to_dict(), "evaluation/feature_importance.json")
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "test.parquet"
-            test_frame.assign(score=scores).to_parquet(path, index=False)
-            mlflow.log_artifact(str(path), "evaluation")
+            test_path = Path(tmp) / "test.parquet"
+            test_frame.assign(score=scores).to_parquet(test_path, index=False)
+            mlflow.log_artifact(str(test_path), "evaluation")
             train = frames["train"]
             sample = train.sample(n=min(len(train), TRAIN_SAMPLE_ROWS), random_state=settings.ml.seed)
-            path = Path(tmp) / "train_sample.parquet"
-            sample.assign(score=model.score_raw(sample[list(RAW_COLUMNS)])).to_parquet(path, index=False)
-            mlflow.log_artifact(str(path), "evaluation")
+            sample_path = Path(tmp) / "train_sample.parquet"
+            sample.assign(score=model.score_raw(sample[list(RAW_COLUMNS)])).to_parquet(sample_path, index=False)
+            mlflow.log_artifact(str(sample_path), "evaluation")
         example = frames["train"][list(RAW_COLUMNS)].head(3)
         signature = ModelSignature(inputs=raw_schema(), outputs=Schema([ColSpec(DataType.double, "score")]))
         info = mlflow.pyfunc.log_model(name="model", python_model=model, signature=signature,

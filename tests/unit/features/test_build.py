@@ -7,9 +7,9 @@ from decimal import Decimal as D
 
 from pyspark.sql import DataFrame, SparkSession
 
+from lakehouse.common.tables import columns
 from lakehouse.features import build
 from lakehouse.features.jobs import CHARGES
-from lakehouse.common.tables import columns
 
 T = dt.datetime
 
