@@ -227,6 +227,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from lakehouse.common.spark import get_spark
     from lakehouse.common.tables import read_table
     from lakehouse.gold.demo import run_gold_demo
+    from lakehouse.ml.demo import run_features_demo, run_ml_demo
     from lakehouse.oltp.demo import run_oltp_demo
     from lakehouse.ops.selfcheck import run_selfcheck
     from lakehouse.ops.tables import JOB_RUNS, SELFCHECK
@@ -235,24 +236,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     timings: dict[str, float] = {}
-    print("== 1/9 local services", flush=True)
+    print("== 1/11 local services", flush=True)
     t0 = time.monotonic()
     stack.up(settings)
     timings["stack_up_s"] = time.monotonic() - t0
     services = stack.status(settings)
 
-    print(f"== 2/9 OLTP: schema, {args.days} days of history (first run), {args.live_seconds:.0f}s of live payments",
+    print(f"== 2/11 OLTP: schema, {args.days} days of history (first run), {args.live_seconds:.0f}s of live payments",
           flush=True)
     t0 = time.monotonic()
     oltp = run_oltp_demo(settings, args.seed, args.days, args.live_seconds, args.rate)
     timings["oltp_s"] = time.monotonic() - t0
 
-    print("== 3/9 CDC: publication, Debezium connector, snapshot", flush=True)
+    print("== 3/11 CDC: publication, Debezium connector, snapshot", flush=True)
     t0 = time.monotonic()
     cdc.start(settings, wait=True)
     timings["cdc_s"] = time.monotonic() - t0
 
-    print("== 4/9 Spark + Delta: write a table, read it back by name", flush=True)
+    print("== 4/11 Spark + Delta: write a table, read it back by name", flush=True)
     t0 = time.monotonic()
     spark = get_spark(settings, app_name="lakehouse-demo")
     timings["spark_start_s"] = time.monotonic() - t0
@@ -266,29 +267,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
                dataclasses.asdict(result))
     timings["selfcheck_s"] = time.monotonic() - t0
 
-    print("== 5/9 bronze: Kafka -> bronze Delta (catch up), checked against PostgreSQL", flush=True)
+    print("== 5/11 bronze: Kafka -> bronze Delta (catch up), checked against PostgreSQL", flush=True)
     t0 = time.monotonic()
     bronze = run_bronze_demo(spark, settings)
     timings["bronze_s"] = time.monotonic() - t0
 
-    print("== 6/9 silver: bronze -> silver (catch up: CDC merge, SCD2, conformance, PII protection, quality)",
+    print("== 6/11 silver: bronze -> silver (catch up: CDC merge, SCD2, conformance, PII protection, quality)",
           flush=True)
     t0 = time.monotonic()
     silver = run_silver_demo(spark, settings)
     timings["silver_s"] = time.monotonic() - t0
 
-    print("== 7/9 reconciliation: silver vs PostgreSQL, every table", flush=True)
+    print("== 7/11 reconciliation: silver vs PostgreSQL, every table", flush=True)
     t0 = time.monotonic()
     silver.update(run_reconcile_demo(spark, settings))
     timings["reconcile_s"] = time.monotonic() - t0
 
-    print("== 8/9 gold: star schema and aggregates from silver, reconciled with the OLTP ledger", flush=True)
+    print("== 8/11 gold: star schema and aggregates from silver, reconciled with the OLTP ledger", flush=True)
     t0 = time.monotonic()
     gold = run_gold_demo(spark, settings)
     timings["gold_s"] = time.monotonic() - t0
 
-    print("== 9/9 summary", flush=True)
-    ok = result.ok and bronze["ok"] and silver["ok"] and gold["ok"] and all(s["healthy"] for s in services)
+    print("== 9/11 features: feature tables from silver, Feast registry, Redis; online vs offline skew check",
+          flush=True)
+    t0 = time.monotonic()
+    features = run_features_demo(spark, settings)
+    timings["features_s"] = time.monotonic() - t0
+
+    print("== 10/11 models: train (Feast point-in-time set, MLflow), register, promote, batch and online scoring",
+          flush=True)
+    t0 = time.monotonic()
+    ml = run_ml_demo(spark, settings)
+    timings["ml_s"] = time.monotonic() - t0
+
+    print("== 11/11 summary", flush=True)
+    ok = (result.ok and bronze["ok"] and silver["ok"] and gold["ok"] and features["ok"] and ml["ok"]
+          and all(s["healthy"] for s in services))
+    test = ml["test"]
     print(_status_table(services))
     runs = read_table(spark, JOB_RUNS.full_name).count()
     total = read_table(spark, SELFCHECK.full_name).count()
@@ -314,6 +329,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
          ["reconcile gold vs ledger", f"{gold['ledger_days']:,} merchant-days, "
                                       + ("net revenue equal" if gold["ledger_ok"] else "DIFFERENT")],
          ["top merchants (net USD)", ", ".join(f"{m} {usd}" for m, usd in gold["top"]) or "none"],
+         ["feature tables / rows", f"{features['tables']} / {features['rows']:,}; online vs offline: "
+                                   f"{features['skew']['differing']} of {features['skew']['values']:,} values differ"],
+         ["champion", f"{ml['model']} v{ml['champion_version']} ({ml['kind']}; "
+                      f"{'promoted' if ml['promoted'] else 'gate refused the new version'})"],
+         ["champion on test window", f"{int(test['payments']):,} payments, {int(test['frauds'])} frauds: ROC AUC "
+                                     f"{test['roc_auc']:.3f}, average precision {test['average_precision']:.3f}, "
+                                     f"precision {test['precision']:.3f} / recall {test['recall']:.3f} at "
+                                     f"{test['threshold']:.3f}, card precision@100 "
+                                     f"{test['card_precision_at_100']:.3f}, cost {test['expected_cost']:,.0f}"],
+         ["batch scores", f"{ml['scored']:,} payments into gold.fact_payment_scores ({ml['declined']:,} declined)"],
+         ["online decision", f"{ml['online'].get('decision')} (score {ml['online'].get('score')}), median "
+                             f"{ml['online'].get('median_ms')} ms (features + model)" if ml["online"] else "none"],
          ["stack up", f"{timings['stack_up_s']:.1f}s"],
          ["OLTP steps", f"{timings['oltp_s']:.1f}s"],
          ["CDC start (snapshot)", f"{timings['cdc_s']:.1f}s"],
@@ -323,12 +350,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
          ["silver catch-up", f"{timings['silver_s']:.1f}s"],
          ["reconcile", f"{timings['reconcile_s']:.1f}s"],
          ["gold build + reconcile", f"{timings['gold_s']:.1f}s"],
+         ["features", f"{timings['features_s']:.1f}s"],
+         ["train + promote + score", f"{timings['ml_s']:.1f}s"],
          ["result", "OK" if ok else "FAILED"]]))
     print(f"\nTry: lakehouse sql \"SELECT job, status, rows_written, started_at FROM {JOB_RUNS.full_name} "
           "ORDER BY started_at DESC LIMIT 5\"\n     lakehouse sql \"SELECT op, count(*) FROM "
           "bronze.cdc_payments_charges GROUP BY op\"\n     lakehouse sql \"SELECT status, sum(amount_usd) FROM "
           "silver.charges GROUP BY status\"\n     lakehouse reconcile --layer all\n     lakehouse query --list\n"
-          "     lakehouse query revenue_monthly_growth\n     lakehouse simulate --seed 42 --rate 200 "
+          "     lakehouse query revenue_monthly_growth\n     lakehouse ml history\n"
+          "     lakehouse ml serve   # then: curl -XPOST localhost:18091/score -d @payment.json\n"
+          "     lakehouse simulate --seed 42 --rate 200 "
           "--duration 30 && lakehouse run bronze --once && lakehouse run silver --once && lakehouse run gold --once\n"
           "Stop the services: lakehouse stack down")
     return 0 if ok else 1

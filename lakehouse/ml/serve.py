@@ -66,7 +66,8 @@ def request_fields(payment: Mapping[str, Any], ip_pseudo: str | None) -> dict[st
     if missing:
         raise PaymentError(f"payment lacks {', '.join(missing)}")
     try:
-        out: dict[str, Any] = {"customer_id": int(payment["customer_id"]), "payment_method_id": int(payment["payment_method_id"]),
+        out: dict[str, Any] = {
+               "customer_id": int(payment["customer_id"]), "payment_method_id": int(payment["payment_method_id"]),
                "merchant_id": int(payment["merchant_id"]),
                "terminal_id": None if payment.get("terminal_id") is None else int(payment["terminal_id"]),
                "amount_usd": float(payment["amount_usd"])}

@@ -1,0 +1,308 @@
+"""Features and models end to end on the `gold_lakehouse` fixture (45 days through CDC, bronze, silver, gold):
+
+- the feature tables, Feast apply and materialization into Redis; online values equal the offline
+  point-in-time values (the skew check finds no difference);
+- point-in-time correctness: Feast's features of sampled payments equal what PostgreSQL computes from the
+  rows strictly before each payment (velocity windows, and chargebacks only once opened: the label delay);
+- training logs to MLflow (PostgreSQL store) and registers a challenger; the gate promotes the first
+  model, and refuses a worse one (a constant-score model) with the evidence recorded;
+- new live payments, through CDC to silver, get the same score online (Redis), in the streaming job and
+  in the batch job (spark_udf), and over HTTP;
+- batch scoring, monitoring and the churn model write their tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import threading
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pyspark.sql import functions as F
+
+from lakehouse.common.config import Settings, load_settings
+from lakehouse.common.tables import table_path
+from lakehouse.oltp.db import connect
+from tests.conftest import free_ports
+from tests.integration import helpers
+from tests.integration.conftest import GOLD_OVERRIDES, GoldLakehouse, catalog_of
+
+ML_OVERRIDES = {"features.project": "ml_e2e", "features.registry_database": "feast_ml_e2e",
+                "ml.tracking_database": "mlflow_ml_e2e", "ml.label_delay_days": "7", "ml.validation_days": "7",
+                "ml.test_days": "7"}
+
+
+@dataclasses.dataclass
+class MlState:
+    settings: Settings
+    features: dict[str, Any] = dataclasses.field(default_factory=dict)
+    trained: Any = None
+    promotion: Any = None
+
+
+def _drop_databases(settings: Settings, *names: str) -> None:
+    from psycopg import sql
+
+    from lakehouse.oltp.db import admin_connect
+
+    with admin_connect(settings) as admin:
+        admin.autocommit = True
+        for name in names:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def ml(spark: Any, gold_lakehouse: GoldLakehouse, settings: Settings) -> Iterator[MlState]:
+    """The gold lakehouse with fresh Feast registry and MLflow databases, features built and materialized."""
+    from lakehouse.features.jobs import refresh_features
+
+    overrides = {**GOLD_OVERRIDES, "paths.lakehouse_dir": gold_lakehouse.settings.paths.lakehouse_dir, **ML_OVERRIDES}
+    own = load_settings("test", overrides=overrides)
+    _drop_databases(own, own.features.registry_database, own.ml.tracking_database)
+    with catalog_of(spark, own, settings):
+        state = MlState(own)
+        state.features = refresh_features(spark, own, progress=print)
+        yield state
+
+
+def test_online_values_equal_the_offline_point_in_time_values(ml: MlState) -> None:
+    skew = ml.features["skew"]
+    assert skew["entities"] == ml.settings.features.skew_sample
+    assert skew["values"] > 0
+    assert skew["differing"] == 0, skew["examples"]
+
+
+# The customer's 24 h payments as of its latest payment strictly before the sampled one (Feast's row then),
+# none when that payment is over 24 h older; chargebacks of the merchant opened in the 30 days before the
+# sampled payment's UTC midnight; the card's distinct merchants in the 7 days up to its previous payment.
+PIT_SQL = """
+WITH sample AS (
+  SELECT charge_id, created_at, customer_id, payment_method_id, merchant_id FROM payments.charges
+  WHERE created_at >= %(from)s ORDER BY charge_id LIMIT 60
+), prev AS (
+  SELECT s.*, (SELECT max(c.created_at) FROM payments.charges c
+               WHERE c.customer_id = s.customer_id AND c.created_at < s.created_at) AS cust_prev,
+              (SELECT max(c.created_at) FROM payments.charges c
+               WHERE c.payment_method_id = s.payment_method_id AND c.created_at < s.created_at) AS card_prev,
+              date_trunc('day', s.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS midnight
+  FROM sample s
+)
+SELECT p.charge_id,
+  CASE WHEN p.created_at - p.cust_prev <= interval '24 hours' THEN
+    (SELECT count(*) FROM payments.charges c WHERE c.customer_id = p.customer_id
+       AND c.created_at > p.cust_prev - interval '24 hours' AND c.created_at <= p.cust_prev) END AS cust_txn_24h,
+  CASE WHEN p.created_at - p.card_prev <= interval '7 days' THEN
+    (SELECT count(DISTINCT c.merchant_id) FROM payments.charges c WHERE c.payment_method_id = p.payment_method_id
+       AND c.created_at > p.card_prev - interval '7 days' AND c.created_at <= p.card_prev) END AS card_merchants_7d,
+  (SELECT count(*) FROM payments.disputes d JOIN payments.charges c USING (charge_id)
+     WHERE c.merchant_id = p.merchant_id AND d.opened_at >= p.midnight - interval '30 days'
+       AND d.opened_at < p.midnight) AS merchant_disputes_30d,
+  (SELECT count(*) FROM payments.disputes d JOIN payments.charges c USING (charge_id)
+     WHERE c.merchant_id = p.merchant_id AND d.opened_at >= p.midnight - interval '30 days'
+       AND d.opened_at < p.created_at) AS disputes_opened_before_payment
+FROM prev p ORDER BY p.charge_id
+"""
+
+
+def test_training_features_use_nothing_after_the_payment(ml: MlState, spark: Any) -> None:
+    from lakehouse.features.jobs import feature_payments
+    from lakehouse.features.store import feature_store
+    from lakehouse.ml.dataset import with_features
+
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=12)
+    with connect(ml.settings) as conn:
+        expected = {r[0]: r[1:] for r in conn.execute(PIT_SQL, {"from": since}).fetchall()}
+    payments = feature_payments(spark, ml.settings).where(F.col("charge_id").isin(list(expected)))
+    got = {r["charge_id"]: r for r in with_features(feature_store(ml.settings), payments).collect()}
+    assert sorted(got) == sorted(expected)
+    for charge_id, (cust_24h, card_m_7d, disputes_30d, _) in expected.items():
+        row = got[charge_id]
+        assert row["cust_txn_24h"] == cust_24h, charge_id
+        assert row["card_merchants_7d"] == card_m_7d, charge_id
+        assert row["merchant_disputes_30d"] == disputes_30d, charge_id
+    # not vacuous: the sample has known chargebacks and payments with recent history
+    assert any(v[2] > 0 for v in expected.values())
+    assert any(v[0] is not None for v in expected.values())
+    same_day = sum(v[3] - v[2] for v in expected.values())
+    print(f"chargebacks opened on a sampled payment's day before it (known only from the next midnight): {same_day}")
+
+
+@pytest.fixture(scope="module")
+def trained(ml: MlState, spark: Any) -> MlState:
+    from lakehouse.ml.registry import promote
+    from lakehouse.ml.train import train
+
+    ml.trained = train(spark, ml.settings, progress=print)
+    ml.promotion = promote(spark, ml.settings)
+    return ml
+
+
+def test_training_is_logged_and_registered(trained: MlState) -> None:
+    from lakehouse.ml.tracking import client
+
+    result = trained.trained
+    c = client(trained.settings)
+    assert set(result.runs) == {"hist_gradient_boosting", "logistic"}
+    run = c.get_run(result.runs[result.chosen]["run_id"])
+    assert run.data.params["feature_service"] == "fraud_detection_v1"
+    assert int(run.data.params["data_version.silver.charges"]) >= 0
+    assert int(run.data.params["data_version.gold.feat_payment_windows"]) >= 0
+    assert float(run.data.metrics["test_payments"]) == result.rows["test"]
+    artifacts = {a.path for a in c.list_artifacts(run.info.run_id, "plots")}
+    assert artifacts == {"plots/pr_roc_test.png", "plots/feature_importance.png"}
+    # the split: train | 7 days | validation (7) | 7 days | test (7) | 7 days label delay | end
+    w = {k: dt.datetime.fromisoformat(v) for k, v in result.windows.items()}
+    assert w["validation_start"] - w["train_end"] == dt.timedelta(days=7)
+    assert w["test_start"] - w["validation_end"] == dt.timedelta(days=7)
+    assert w["test_end"] - w["test_start"] == dt.timedelta(days=7)
+    # the first model became champion through the gate (nothing to compare with)
+    assert trained.promotion.promoted and trained.promotion.champion_version is None
+    assert c.get_model_version_by_alias("fraud_classifier", "champion").version == result.version
+
+
+def test_the_gate_refuses_a_worse_model(trained: MlState, spark: Any) -> None:
+    """A constant-score model (average precision = the fraud rate) registered as challenger is refused,
+    the champion stays, and the refusal is recorded on an MLflow run and in ops.model_alias_history."""
+    from sklearn.dummy import DummyClassifier
+
+    from lakehouse.features.store import feature_store
+    from lakehouse.ml.inputs import RAW_COLUMNS, model_inputs
+    from lakehouse.ml.model import ScoreModel
+    from lakehouse.ml.registry import promote, register_challenger
+    from lakehouse.ml.tables import MODEL_ALIAS_HISTORY
+    from lakehouse.ml.tracking import client, use_tracking
+    from lakehouse.ml.train import _evaluate, data_versions, log_model_run, training_frames
+
+    settings = trained.settings
+    windows, frames = training_frames(spark, settings, feature_store(settings), print)
+    train = frames["train"]
+    dummy = DummyClassifier(strategy="prior").fit(model_inputs(train[list(RAW_COLUMNS)]).to_numpy(),
+                                                  train["is_fraud"].astype(bool).to_numpy())
+    worse = ScoreModel(dummy, 0.5, "constant")
+    val, test = _evaluate(worse, frames["validation"], settings)[0], _evaluate(worse, frames["test"], settings)[0]
+    run_id, uri = log_model_run(settings, use_tracking(settings), worse, frames, windows, val, test,
+                                data_versions(spark, settings))
+    version = register_challenger(spark, settings, uri, run_id, "test: a constant-score model")
+    champion_before = client(settings).get_model_version_by_alias("fraud_classifier", "champion").version
+
+    result = promote(spark, settings)
+
+    assert not result.promoted
+    assert result.challenger_version == version and result.champion_version == champion_before
+    assert result.challenger["average_precision"] < result.champion["average_precision"]
+    c = client(settings)
+    assert c.get_model_version_by_alias("fraud_classifier", "champion").version == champion_before
+    evidence = c.get_run(result.run_id)
+    assert evidence.data.tags["decision"] == "refused"
+    assert evidence.data.metrics["champion_average_precision"] == result.champion["average_precision"]
+    history = (spark.read.format("delta").load(table_path(settings, MODEL_ALIAS_HISTORY.full_name))
+               .orderBy("changed_at").collect())
+    assert [(r["alias"], r["action"], r["to_version"]) for r in history] == [
+        ("challenger", "set", trained.trained.version), ("champion", "moved", trained.trained.version),
+        ("challenger", "set", version), ("champion", "refused", champion_before)]
+    assert json.loads(history[-1]["evidence"])["challenger"]["average_precision"] == result.challenger[
+        "average_precision"]
+
+
+def test_the_three_scoring_paths_give_the_same_score(trained: MlState, spark: Any, gold_lakehouse: GoldLakehouse
+                                                     ) -> None:
+    """New payments (live, through CDC to silver): online (Redis) == streaming job == batch job (spark_udf),
+    and the HTTP endpoint answers the same."""
+    import argparse
+
+    from lakehouse.features.jobs import feature_payments
+    from lakehouse.ml.scoring import score_batch
+    from lakehouse.ml.serve import Scorer, make_server
+    from lakehouse.ml.streaming import stream_scoring_job
+    from lakehouse.ml.tables import PAYMENT_SCORES
+
+    settings = trained.settings
+    stream_scoring_job(spark, settings, argparse.Namespace(once=True))      # its checkpoint starts here
+    mark = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    gold_lakehouse.run("simulate", "--seed", "8", "--rate", "10", "--duration", "3")
+    helpers.wait_for_debezium(gold_lakehouse.settings)
+    gold_lakehouse.run("run", "bronze", "--once")
+    gold_lakehouse.run("run", "silver", "--once")
+    new = [r.asDict() for r in feature_payments(spark, settings).where(F.col("created_at") >= F.lit(mark)).collect()]
+    assert len(new) >= 20
+
+    scorer = Scorer(settings)
+    payments = [{**p, "ip_latitude": p["ip_lat"], "ip_longitude": p["ip_lon"]} for p in new]
+    online = {p["charge_id"]: d.score for p, d in zip(new, scorer.score_many(payments), strict=True)}
+    streamed = stream_scoring_job(spark, settings, argparse.Namespace(once=True))
+    assert streamed.summary["stream_scoring"]["scored"] == len(new)
+    batch = score_batch(spark, settings, since=mark)
+    assert batch["scored"] == len(new)
+    scores = spark.read.format("delta").load(table_path(settings, PAYMENT_SCORES.full_name))
+    by_path = {(r["charge_id"], r["path"]): r["score"] for r in scores.where(F.col("created_at") >= F.lit(mark))
+               .collect()}
+    for charge_id, score in online.items():
+        assert abs(by_path[(charge_id, "stream")] - score) < 1e-12, charge_id
+        assert abs(by_path[(charge_id, "batch")] - score) < 1e-12, charge_id
+
+    port = free_ports(1)[0]
+    server = make_server(scorer, port, "127.0.0.1")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        first = payments[0]
+        body = json.dumps({**{k: first[k] for k in ("customer_id", "payment_method_id", "merchant_id", "terminal_id",
+                                                     "device_type", "ip_pseudo", "ip_country", "ip_latitude",
+                                                     "ip_longitude")},
+                           "amount_usd": float(first["amount_usd"]), "created_at": first["created_at"].isoformat()})
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/score", data=body.encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        assert abs(answer["score"] - online[first["charge_id"]]) < 1e-12
+        assert answer["decision"] == ("decline" if answer["score"] >= answer["threshold"] else "approve")
+        bad = urllib.request.Request(f"http://127.0.0.1:{port}/score", data=b'{"customer_id": 1}', method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(bad, timeout=30)
+        assert refused.value.code == 400
+        assert "payment_method_id" in json.loads(refused.value.read())["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_batch_scoring_and_monitoring(trained: MlState, spark: Any) -> None:
+    from lakehouse.features.jobs import feature_payments
+    from lakehouse.ml.inputs import INPUT_COLUMNS
+    from lakehouse.ml.monitor import monitor
+    from lakehouse.ml.scoring import BATCH, score_batch
+    from lakehouse.ml.tables import ML_MONITORING, PAYMENT_SCORES
+
+    settings = trained.settings
+    score_batch(spark, settings)
+    scores = spark.read.format("delta").load(table_path(settings, PAYMENT_SCORES.full_name))
+    assert scores.where(F.col("path") == F.lit(BATCH)).count() == feature_payments(spark, settings).count()
+    result = monitor(spark, settings, days=7, progress=print)
+    rows = spark.read.format("delta").load(table_path(settings, ML_MONITORING.full_name)).collect()
+    kinds = [r["kind"] for r in rows]
+    assert kinds.count("feature_psi") == len(INPUT_COLUMNS)
+    assert kinds.count("score_psi") == 1 and kinds.count("retrain") == 1
+    assert result["checks"] == len(rows)
+    assert result["labelled_payments"] > 0
+
+
+def test_the_churn_model_scores_every_active_subscription(trained: MlState, spark: Any) -> None:
+    from lakehouse.ml.churn import score_churn, train_churn
+    from lakehouse.ml.tables import CHURN_SCORES
+    from lakehouse.ml.tracking import client
+
+    settings = trained.settings
+    train_churn(spark, settings, horizon_days=7, progress=print)
+    score_churn(spark, settings, progress=print)
+    midnight = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), tzinfo=dt.UTC)
+    with connect(settings) as conn:
+        row = conn.execute("SELECT count(*) FROM payments.subscriptions WHERE created_at < %(m)s "
+                           "AND (canceled_at IS NULL OR canceled_at > %(m)s)", {"m": midnight}).fetchone()
+    assert row is not None
+    scored = spark.read.format("delta").load(table_path(settings, CHURN_SCORES.full_name))
+    assert scored.where(F.col("as_of") == F.lit(midnight.replace(tzinfo=None))).count() == row[0]
+    assert client(settings).get_model_version_by_alias("churn_classifier", "champion") is not None
