@@ -62,9 +62,11 @@ def _numbers(values: Any, n: int) -> np.ndarray:
 
 
 def _strings(values: Any, n: int) -> np.ndarray:
+    """object array of `values`, every missing value (None, NaN, pandas NA) as None."""
     if values is None:
         return np.full(n, None, dtype=object)
-    return np.asarray(values, dtype=object)
+    return np.array([None if v is None or (not isinstance(v, str) and pd.isna(v)) else v for v in values],
+                    dtype=object)
 
 
 def inputs_array(columns: Mapping[str, Any], n: int) -> np.ndarray:
