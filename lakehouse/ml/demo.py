@@ -1,8 +1,8 @@
 """The features and models steps of `lakehouse demo`: features -> train -> register -> promote -> score.
 
 The demo's history is short (7 days by default), so unless the configuration was changed the split uses
-a 1-day label delay and 1-day validation and test windows (conf: ml.label_delay_days = 30, 14-day
-windows); the figures are a demonstration of the chain, not of the model.
+1-day validation and test windows and a 1-day label delay, or none when the history has fewer than 6 days
+(conf: ml.label_delay_days = 30, 14-day windows); the figures demonstrate the chain, not the model.
 """
 
 from __future__ import annotations
@@ -17,15 +17,22 @@ from pyspark.sql import functions as F
 
 from lakehouse.common.config import Settings, load_settings
 
-DEMO_SPLIT = {"label_delay_days": 1, "validation_days": 1, "test_days": 1}
+SPLIT_KEYS = ("label_delay_days", "validation_days", "test_days")
 
 
-def demo_settings(settings: Settings) -> tuple[Settings, bool]:
+def demo_split(history_days: int) -> dict[str, int]:
+    """Validation and test of one day each, separated by a 1-day label delay when the labelled history
+    has room for it (6 days or more), else with none."""
+    return {"label_delay_days": 1 if history_days >= 6 else 0, "validation_days": 1, "test_days": 1}
+
+
+def demo_settings(settings: Settings, history_days: int) -> tuple[Settings, bool]:
     """`settings` with the demo's short split when ml.* still has its configured defaults."""
     defaults = load_settings(settings.env, environ={}).ml
-    if any(getattr(settings.ml, k) != getattr(defaults, k) for k in DEMO_SPLIT):
+    if any(getattr(settings.ml, k) != getattr(defaults, k) for k in SPLIT_KEYS):
         return settings, False
-    return dataclasses.replace(settings, ml=dataclasses.replace(settings.ml, **DEMO_SPLIT)), True
+    split: dict[str, Any] = dict(demo_split(history_days))
+    return dataclasses.replace(settings, ml=dataclasses.replace(settings.ml, **split)), True
 
 
 def run_features_demo(spark: SparkSession, settings: Settings) -> dict[str, Any]:
@@ -39,15 +46,19 @@ def run_features_demo(spark: SparkSession, settings: Settings) -> dict[str, Any]
 def run_ml_demo(spark: SparkSession, settings: Settings) -> dict[str, Any]:
     """Trains, promotes, batch-scores every payment and scores the latest payment online a few times."""
     from lakehouse.features.jobs import feature_payments
+    from lakehouse.ml.dataset import LABEL, labelled_payments
     from lakehouse.ml.registry import promote
     from lakehouse.ml.scoring import score_batch
     from lakehouse.ml.serve import Scorer
     from lakehouse.ml.train import train
 
-    ml_settings, shortened = demo_settings(settings)
+    bounds = (labelled_payments(spark, settings).where(F.col(LABEL).isNotNull())
+              .agg(F.min("created_at").alias("first"), F.max("created_at").alias("last")).first())
+    days = (bounds["last"].date() - bounds["first"].date()).days + 1 if bounds and bounds["first"] else 0
+    ml_settings, shortened = demo_settings(settings, days)
     if shortened:
-        print("   (demo split: label delay 1 day, validation and test 1 day each; conf ml.* has the real ones)",
-              flush=True)
+        print(f"   (demo split over {days} days of labelled history: label delay {ml_settings.ml.label_delay_days} "
+              "day(s), validation and test 1 day each; conf ml.* has the real ones)", flush=True)
 
     def say(message: str) -> None:
         print(f"   {message}", flush=True)

@@ -306,3 +306,53 @@ def test_the_churn_model_scores_every_active_subscription(trained: MlState, spar
     scored = spark.read.format("delta").load(table_path(settings, CHURN_SCORES.full_name))
     assert scored.where(F.col("as_of") == F.lit(midnight.replace(tzinfo=None))).count() == row[0]
     assert client(settings).get_model_version_by_alias("churn_classifier", "champion") is not None
+
+
+IMPORT_MAPPING = {
+    "ref_prefix": "mlcsv:",
+    "columns": {"transaction_id": "TRANSACTION_ID", "timestamp": "TX_DATETIME", "customer": "CUSTOMER_ID",
+                "terminal": "TERMINAL_ID", "amount": "TX_AMOUNT", "fraud": "TX_FRAUD"},
+    "timestamp": {"format": "%Y-%m-%d %H:%M:%S"},
+    "currency": "EUR",
+    "defaults": {"country": "FR", "mcc": "5411", "device_type": "pos"},
+}
+
+
+def test_training_uses_imported_history(trained: MlState, spark: Any, gold_lakehouse: GoldLakehouse,
+                                        tmp_path: Any) -> None:
+    """External transactions with fraud labels (`lakehouse oltp import`), through CDC to silver, are in the next
+    training set: exactly the imported rows join the training window, with their labels. Runs last: it adds
+    history to the module's database."""
+    import random
+
+    from lakehouse.features.jobs import refresh_features
+    from lakehouse.ml.train import train
+    from lakehouse.oltp.importer import import_file, parse_mapping
+
+    settings = trained.settings
+    before = trained.trained
+    start = dt.datetime.fromisoformat(before.windows["train_start"]) + dt.timedelta(days=1)
+    end = dt.datetime.fromisoformat(before.windows["train_end"]) - dt.timedelta(days=1)
+    rng = random.Random(7)
+    rows, frauds = [], 0
+    for i in range(600):
+        at = start + dt.timedelta(seconds=rng.randrange(int((end - start).total_seconds())))
+        fraud = rng.random() < 0.1
+        frauds += fraud
+        rows.append(f"{i + 1},{at:%Y-%m-%d %H:%M:%S},C{rng.randrange(40)},T{rng.randrange(6)},"
+                    f"{rng.uniform(1, 300):.2f},{int(fraud)}")
+    path = tmp_path / "history.csv"
+    path.write_text("TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_FRAUD\n" + "\n".join(rows) + "\n")
+    with connect(settings) as conn:
+        report = import_file(conn, path, parse_mapping(IMPORT_MAPPING))
+    assert report.ok and report.charges_created == 600 and report.fraud_labels == frauds
+    helpers.wait_for_debezium(gold_lakehouse.settings)
+    gold_lakehouse.run("run", "bronze", "--once")
+    gold_lakehouse.run("run", "silver", "--once")
+    refresh_features(spark, settings, progress=print)
+
+    after = train(spark, settings, ("hist_gradient_boosting",), progress=print, register=False)
+
+    assert after.windows == before.windows
+    assert after.rows["train"] == before.rows["train"] + 600
+    assert after.frauds["train"] == before.frauds["train"] + frauds
