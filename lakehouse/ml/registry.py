@@ -44,6 +44,8 @@ def record_alias_change(spark: SparkSession, settings: Settings, model: str, ali
                         evidence: dict[str, Any] | None = None, run_id: str | None = None) -> None:
     """Appends one row to ops.model_alias_history."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    from_version = None if from_version is None else str(from_version)     # the registry gives ints or strings
+    to_version = None if to_version is None else str(to_version)
     row = [(now, model, alias, action, from_version, to_version, reason,
             json.dumps(evidence or {}, sort_keys=True, default=str), run_id)]
     append(spark.createDataFrame(row, MODEL_ALIAS_HISTORY.schema), settings, MODEL_ALIAS_HISTORY)
@@ -192,5 +194,5 @@ def promote(spark: SparkSession, settings: Settings, model_name: str | None = No
     else:
         record_alias_change(spark, settings, name, CHAMPION, "refused", champion.version if champion else None,
                             champion.version if champion else None, reason, evidence, run_id)
-    return Promotion(promoted, reason, metric, challenger.version, champion.version if champion else None,
+    return Promotion(promoted, reason, metric, str(challenger.version), str(champion.version) if champion else None,
                      ours.as_dict(), theirs.as_dict() if theirs else None, run_id)

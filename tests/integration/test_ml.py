@@ -161,7 +161,7 @@ def test_training_is_logged_and_registered(trained: MlState) -> None:
     assert w["test_end"] - w["test_start"] == dt.timedelta(days=7)
     # the first model became champion through the gate (nothing to compare with)
     assert trained.promotion.promoted and trained.promotion.champion_version is None
-    assert c.get_model_version_by_alias("fraud_classifier", "champion").version == result.version
+    assert str(c.get_model_version_by_alias("fraud_classifier", "champion").version) == result.version
 
 
 def test_the_gate_refuses_a_worse_model(trained: MlState, spark: Any) -> None:
@@ -187,7 +187,7 @@ def test_the_gate_refuses_a_worse_model(trained: MlState, spark: Any) -> None:
     run_id, uri = log_model_run(settings, use_tracking(settings), worse, frames, windows, val, test,
                                 data_versions(spark, settings))
     version = register_challenger(spark, settings, uri, run_id, "test: a constant-score model")
-    champion_before = client(settings).get_model_version_by_alias("fraud_classifier", "champion").version
+    champion_before = str(client(settings).get_model_version_by_alias("fraud_classifier", "champion").version)
 
     result = promote(spark, settings)
 
@@ -195,7 +195,7 @@ def test_the_gate_refuses_a_worse_model(trained: MlState, spark: Any) -> None:
     assert result.challenger_version == version and result.champion_version == champion_before
     assert result.challenger["average_precision"] < result.champion["average_precision"]
     c = client(settings)
-    assert c.get_model_version_by_alias("fraud_classifier", "champion").version == champion_before
+    assert str(c.get_model_version_by_alias("fraud_classifier", "champion").version) == champion_before
     evidence = c.get_run(result.run_id)
     assert evidence.data.tags["decision"] == "refused"
     assert evidence.data.metrics["champion_average_precision"] == result.champion["average_precision"]
