@@ -151,25 +151,27 @@ def promote(spark: SparkSession, settings: Settings, model_name: str | None = No
     if challenger is None:
         raise PromotionError(f"{name} has no challenger: train one first (lakehouse ml train)")
     champion = alias_version(client, name, CHAMPION)
-    if champion is not None and champion.version == challenger.version:
-        raise PromotionError(f"{name} version {challenger.version} already is the champion")
+    ours_v = str(challenger.version)                 # the registry gives ints or strings
+    theirs_v = str(champion.version) if champion is not None else None
+    if champion is not None and theirs_v == ours_v:
+        raise PromotionError(f"{name} version {ours_v} already is the champion")
     window = _test_window(client, challenger.run_id)
     metric, margin = settings.ml.promote_metric, settings.ml.promote_margin
-    ours = _score(settings, f"models:/{name}/{challenger.version}", window)
-    theirs = _score(settings, f"models:/{name}/{champion.version}", window) if champion else None
+    ours = _score(settings, f"models:/{name}/{ours_v}", window)
+    theirs = _score(settings, f"models:/{name}/{theirs_v}", window) if champion else None
     if theirs is None or champion is None:
         promoted, reason = True, "no champion yet: the first model becomes the champion"
     else:
         promoted, gain = _better(metric, ours, theirs, margin)
         verdict = "beats" if promoted else "does not beat"
-        reason = (f"challenger v{challenger.version} {verdict} champion v{champion.version} on {metric} by "
+        reason = (f"challenger v{ours_v} {verdict} champion v{theirs_v} on {metric} by "
                   f"{gain:+.6f} (margin {margin}) over {ours.payments:,} held-out payments")
     decision = "promoted" if promoted else "refused"
     experiment_id = use_tracking(settings)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"promotion {name} v{challenger.version}") as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"promotion {name} v{ours_v}") as run:
         mlflow.set_tags({"kind": "promotion", "decision": decision, "model_name": name,
-                         "challenger_version": challenger.version,
-                         "champion_version": champion.version if champion else "none",
+                         "challenger_version": ours_v,
+                         "champion_version": theirs_v or "none",
                          "mlflow.note.content": reason})
         mlflow.log_params({"metric": metric, "margin": margin, "test_window_run": challenger.run_id})
         mlflow.log_metrics({f"challenger_{k}": v for k, v in ours.as_dict().items()})
@@ -177,22 +179,22 @@ def promote(spark: SparkSession, settings: Settings, model_name: str | None = No
             mlflow.log_metrics({f"champion_{k}": v for k, v in theirs.as_dict().items()})
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "promotion.md"
-            report.write_text(_report(name, metric, margin, challenger.version,
-                                      champion.version if champion else None, ours, theirs, f"{decision}: {reason}"))
+            report.write_text(_report(name, metric, margin, ours_v,
+                                      theirs_v, ours, theirs, f"{decision}: {reason}"))
             mlflow.log_artifact(str(report))
         run_id = run.info.run_id
-    client.set_model_version_tag(name, challenger.version, "promotion", f"{decision}: {reason}")
-    client.set_model_version_tag(name, challenger.version, "promotion_run", run_id)
+    client.set_model_version_tag(name, ours_v, "promotion", f"{decision}: {reason}")
+    client.set_model_version_tag(name, ours_v, "promotion_run", run_id)
     evidence = {"metric": metric, "margin": margin, "challenger": ours.as_dict(),
                 "champion": theirs.as_dict() if theirs else None}
     if promoted:
-        client.set_registered_model_alias(name, CHAMPION, challenger.version)
+        client.set_registered_model_alias(name, CHAMPION, ours_v)
         if alias_version(client, name, CHALLENGER) is not None:
             client.delete_registered_model_alias(name, CHALLENGER)
-        record_alias_change(spark, settings, name, CHAMPION, "moved", champion.version if champion else None,
-                            challenger.version, reason, evidence, run_id)
+        record_alias_change(spark, settings, name, CHAMPION, "moved", theirs_v,
+                            ours_v, reason, evidence, run_id)
     else:
-        record_alias_change(spark, settings, name, CHAMPION, "refused", champion.version if champion else None,
-                            champion.version if champion else None, reason, evidence, run_id)
-    return Promotion(promoted, reason, metric, str(challenger.version), str(champion.version) if champion else None,
+        record_alias_change(spark, settings, name, CHAMPION, "refused", theirs_v,
+                            theirs_v, reason, evidence, run_id)
+    return Promotion(promoted, reason, metric, ours_v, theirs_v,
                      ours.as_dict(), theirs.as_dict() if theirs else None, run_id)
