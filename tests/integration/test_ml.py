@@ -360,13 +360,13 @@ def test_the_churn_model_refuses_a_history_without_churn(trained: MlState, spark
 def test_training_uses_imported_history(trained: MlState, new_data: NewData, spark: Any) -> None:
     """External transactions with fraud labels (`lakehouse oltp import`), through CDC to silver, are in the next
     training set: exactly the imported rows join the training window, with their labels. Runs last: it
-    rebuilds the feature tables."""
-    from lakehouse.features.jobs import refresh_features
+    rebuilds the feature tables (the offline store; training reads nothing online)."""
+    from lakehouse.features.jobs import build_feature_tables
     from lakehouse.ml.train import train
 
     settings = trained.settings
     before = trained.trained
-    refresh_features(spark, settings, progress=print, skew=False)
+    build_feature_tables(spark, settings, progress=print)
 
     after = train(spark, settings, ("hist_gradient_boosting",), progress=print, register=False)
 
