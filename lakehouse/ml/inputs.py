@@ -4,8 +4,9 @@ numeric input columns, in a fixed order.
 Every scoring path (batch through `spark_udf`, streaming, online) hands the model the same raw columns
 (`RAW_COLUMNS`) and the model derives its inputs with `model_inputs` inside its `predict`, so the
 derivation cannot differ between training and any path. Missing window counts mean "no payment in the
-window" (0); a missing usual country or location stays missing (NaN: the tree model routes it, the
-logistic baseline imputes it).
+window" (0); a payment whose customer has no profile yet (or whose IP has no location) gets 0 for
+`country_is_usual` and `km_from_usual`, and `has_profile` says which: no input is ever NaN (a column that
+is missing on every training row, as on the first day of a history, would break the tree model's binning).
 """
 
 from __future__ import annotations
@@ -98,9 +99,10 @@ def inputs_array(columns: Mapping[str, Any], n: int) -> np.ndarray:
     usual = _strings(get("usual_country"), n)
     has_profile = usual != None  # noqa: E711
     same = _strings(get("ip_country"), n) == usual
-    out[:, col["country_is_usual"]] = np.where(has_profile, same.astype("float64"), np.nan)
-    out[:, col["km_from_usual"]] = haversine_km(_numbers(get("ip_lat"), n), _numbers(get("ip_lon"), n),
-                                                _numbers(get("usual_lat"), n), _numbers(get("usual_lon"), n))
+    out[:, col["country_is_usual"]] = np.where(has_profile, same.astype("float64"), 0.0)
+    km = haversine_km(_numbers(get("ip_lat"), n), _numbers(get("ip_lon"), n),
+                      _numbers(get("usual_lat"), n), _numbers(get("usual_lon"), n))
+    out[:, col["km_from_usual"]] = np.nan_to_num(km, nan=0.0)
     out[:, col["has_profile"]] = has_profile
     return out
 

@@ -25,6 +25,7 @@ def use_tracking(settings: Settings, experiment: str | None = None) -> str:
     """Points MLflow at the environment's backend store (creating its database on the local stack) and
     the experiment (creating it with the artifact directory); returns the experiment id."""
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")     # no progress bars in job output
     import mlflow
 
     from lakehouse.oltp.db import ensure_database

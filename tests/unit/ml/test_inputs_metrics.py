@@ -33,9 +33,10 @@ def test_inputs_are_derived_as_documented() -> None:
     assert (first["new_ip_for_customer"], first["new_device_for_customer"]) == (1.0, 0.0)
     assert (first["country_is_usual"], first["has_profile"]) == (0.0, 1.0)
     assert first["km_from_usual"] == pytest.approx(877.5, abs=1.0)    # Berlin - Paris
-    # nothing known: windows 0, no profile (NaN), the amount 0, the device unknown
+    # nothing known: windows 0, no profile (0, and has_profile says so), the amount 0, the device unknown
     assert (second["amount_usd"], second["device_unknown"], second["cust_txn_24h"]) == (0.0, 1.0, 0.0)
-    assert math.isnan(second["country_is_usual"]) and math.isnan(second["km_from_usual"])
+    assert (second["country_is_usual"], second["km_from_usual"], second["has_profile"]) == (0.0, 0.0, 0.0)
+    assert not got.isna().to_numpy().any()
     assert (second["amount_vs_cust_avg_30d"], second["new_ip_for_customer"]) == (1.0, 1.0)
 
 
