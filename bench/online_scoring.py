@@ -1,7 +1,7 @@
 """Online fraud scoring latency: the Feast online lookup alone, the in-process decision (features from Redis
 + the champion) and the HTTP endpoint.
 
-    python bench/online_scoring.py [--days 30] [--customers 1000] [--calls 2000]
+    python bench/online_scoring.py [--days 45] [--customers 1000] [--calls 2000]
 
 Runs on a private PostgreSQL + Redis (free ports, a temporary state dir):
 
@@ -67,7 +67,7 @@ def figures(ms: list[float]) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--days", type=int, default=45)
     ap.add_argument("--customers", type=int, default=1000)
     ap.add_argument("--merchants", type=int, default=20)
     ap.add_argument("--calls", type=int, default=2000)
