@@ -258,9 +258,17 @@ def new_data(trained: MlState, spark: Any, gold_lakehouse: GoldLakehouse, tmp_pa
     assert report.ok and report.charges_created == IMPORTED and report.fraud_labels == frauds
     mark = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     gold_lakehouse.run("simulate", "--seed", "8", "--rate", "10", "--duration", "3")
-    helpers.wait_for_debezium(gold_lakehouse.settings)
-    run_bronze(spark, settings, once=True)
-    run_silver(spark, settings, once=True)
+    with connect(settings) as conn:
+        row = conn.execute("SELECT count(*) FROM payments.charges").fetchone()
+    assert row is not None
+    for _ in range(4):      # until silver holds every charge (Debezium can pause longer than the quiet period)
+        helpers.wait_for_debezium(gold_lakehouse.settings)
+        run_bronze(spark, settings, once=True)
+        run_silver(spark, settings, once=True)
+        if spark.read.format("delta").load(table_path(settings, "silver.charges")).count() == row[0]:
+            break
+    else:
+        raise AssertionError(f"silver.charges never reached PostgreSQL's {row[0]} charges")
     return NewData(mark, frauds)
 
 
