@@ -8,7 +8,7 @@
   model, and refuses a worse one (a constant-score model) with the evidence recorded;
 - new live payments, through CDC to silver, get the same score online (Redis), in the streaming job and
   in the batch job (spark_udf), and over HTTP;
-- batch scoring, monitoring and the churn model write their tables.
+- batch scoring and monitoring write their tables; churn training refuses a history without churn.
 """
 
 from __future__ import annotations
@@ -208,54 +208,23 @@ def test_the_gate_refuses_a_worse_model(trained: MlState, spark: Any) -> None:
         "average_precision"]
 
 
-IMPORT_MAPPING = {
-    "ref_prefix": "mlcsv:",
-    "columns": {"transaction_id": "TRANSACTION_ID", "timestamp": "TX_DATETIME", "customer": "CUSTOMER_ID",
-                "terminal": "TERMINAL_ID", "amount": "TX_AMOUNT", "fraud": "TX_FRAUD"},
-    "timestamp": {"format": "%Y-%m-%d %H:%M:%S"},
-    "currency": "EUR",
-    "defaults": {"country": "FR", "mcc": "5411", "device_type": "pos"},
-}
-IMPORTED = 600
-
-
 @dataclasses.dataclass(frozen=True)
 class NewData:
     mark: dt.datetime             # live payments were made after this
-    imported_frauds: int
 
 
 @pytest.fixture(scope="module")
-def new_data(trained: MlState, spark: Any, gold_lakehouse: GoldLakehouse, tmp_path_factory: Any) -> NewData:
-    """After training: the streaming job's checkpoint, then external history with fraud labels imported into
-    the training window (`lakehouse oltp import`) and live payments, all through CDC, bronze and silver (one
-    pass, in this process). The feature tables are not rebuilt: the online store still holds what they hold."""
+def new_data(trained: MlState, spark: Any, gold_lakehouse: GoldLakehouse) -> NewData:
+    """After training: the streaming job's checkpoint, then live payments through CDC, bronze and silver (in
+    this process). The feature tables are not rebuilt: the online store still holds what they hold."""
     import argparse
-    import random
 
     from lakehouse.bronze.ingest import run_bronze
     from lakehouse.ml.streaming import stream_scoring_job
-    from lakehouse.oltp.importer import import_file, parse_mapping
     from lakehouse.silver.ingest import run_silver
 
     settings = trained.settings
     stream_scoring_job(spark, settings, argparse.Namespace(once=True))      # its checkpoint starts here
-    windows = trained.trained.windows
-    start = dt.datetime.fromisoformat(windows["train_start"]) + dt.timedelta(days=1)
-    end = dt.datetime.fromisoformat(windows["train_end"]) - dt.timedelta(days=1)
-    rng = random.Random(7)
-    rows, frauds = [], 0
-    for i in range(IMPORTED):
-        at = start + dt.timedelta(seconds=rng.randrange(int((end - start).total_seconds())))
-        fraud = rng.random() < 0.1
-        frauds += fraud
-        rows.append(f"{i + 1},{at:%Y-%m-%d %H:%M:%S},C{rng.randrange(40)},T{rng.randrange(6)},"
-                    f"{rng.uniform(1, 300):.2f},{int(fraud)}")
-    path = tmp_path_factory.mktemp("ml_import") / "history.csv"
-    path.write_text("TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_FRAUD\n" + "\n".join(rows) + "\n")
-    with connect(settings) as conn:
-        report = import_file(conn, path, parse_mapping(IMPORT_MAPPING))
-    assert report.ok and report.charges_created == IMPORTED and report.fraud_labels == frauds
     mark = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     gold_lakehouse.run("simulate", "--seed", "8", "--rate", "10", "--duration", "3")
     with connect(settings) as conn:
@@ -269,7 +238,7 @@ def new_data(trained: MlState, spark: Any, gold_lakehouse: GoldLakehouse, tmp_pa
             break
     else:
         raise AssertionError(f"silver.charges never reached PostgreSQL's {row[0]} charges")
-    return NewData(mark, frauds)
+    return NewData(mark)
 
 
 def test_the_three_scoring_paths_give_the_same_score(trained: MlState, new_data: NewData, spark: Any) -> None:
@@ -292,7 +261,7 @@ def test_the_three_scoring_paths_give_the_same_score(trained: MlState, new_data:
     payments = [{**p, "ip_latitude": p["ip_lat"], "ip_longitude": p["ip_lon"]} for p in new]
     online = {p["charge_id"]: d.score for p, d in zip(new, scorer.score_many(payments), strict=True)}
     streamed = stream_scoring_job(spark, settings, argparse.Namespace(once=True))
-    assert streamed.summary["stream_scoring"]["scored"] == len(new) + IMPORTED     # every new row of silver
+    assert streamed.summary["stream_scoring"]["scored"] == len(new)       # every new row of silver
     batch = score_batch(spark, settings, since=mark)
     assert batch["scored"] == len(new)
     scores = spark.read.format("delta").load(table_path(settings, PAYMENT_SCORES.full_name))
@@ -363,21 +332,3 @@ def test_the_churn_model_refuses_a_history_without_churn(trained: MlState, spark
         train_churn(spark, settings, horizon_days=7, progress=print)
     with pytest.raises(MlflowException):
         client(settings).get_registered_model("churn_classifier")
-
-
-def test_training_uses_imported_history(trained: MlState, new_data: NewData, spark: Any) -> None:
-    """External transactions with fraud labels (`lakehouse oltp import`), through CDC to silver, are in the next
-    training set: exactly the imported rows join the training window, with their labels. Runs last: it
-    rebuilds the feature tables (the offline store; training reads nothing online)."""
-    from lakehouse.features.jobs import build_feature_tables
-    from lakehouse.ml.train import train
-
-    settings = trained.settings
-    before = trained.trained
-    build_feature_tables(spark, settings, progress=print)
-
-    after = train(spark, settings, ("hist_gradient_boosting",), progress=print, register=False)
-
-    assert after.windows == before.windows
-    assert after.rows["train"] == before.rows["train"] + IMPORTED
-    assert after.frauds["train"] == before.frauds["train"] + new_data.imported_frauds

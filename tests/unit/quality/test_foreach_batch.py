@@ -21,14 +21,20 @@ TABLE = "merchants"
 
 
 @pytest.fixture
-def own(settings, tmp_path: Path):
+def own(spark, settings, tmp_path: Path):
     """The session's settings with a lakehouse of this test's own: silver.dq_results skips a (table,
     batch, expectation) it already holds, so another test's merchants batch 0 (the demo's) would hide
-    this one's results."""
+    this one's results. Afterwards the catalog entries this lakehouse created are dropped (the data stays):
+    a later test's `ensure_table` would otherwise find `silver.dq_results` by name, pointing here."""
     import dataclasses
 
-    return dataclasses.replace(settings, paths=dataclasses.replace(settings.paths,
-                                                                   lakehouse_dir=str(tmp_path / "lakehouse")))
+    yield dataclasses.replace(settings, paths=dataclasses.replace(settings.paths,
+                                                                  lakehouse_dir=str(tmp_path / "lakehouse")))
+    for layer in ("silver", "gold", "ops"):
+        for table in spark.catalog.listTables(layer):
+            location = spark.sql(f"DESCRIBE DETAIL {layer}.{table.name}").first()["location"]
+            if str(tmp_path) in location:
+                spark.sql(f"DROP TABLE IF EXISTS {layer}.{table.name}")
 
 
 def merchant(i: int, **changes: object) -> dict[str, object]:
