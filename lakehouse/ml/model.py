@@ -11,13 +11,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
-from lakehouse.ml.inputs import INPUT_COLUMNS, RAW_COLUMNS, STRING_COLUMNS, model_inputs, records_inputs
-
-try:
-    from mlflow.pyfunc import PythonModel
-except ImportError:  # pragma: no cover - mlflow is a pinned dependency
-    PythonModel = object  # type: ignore[misc,assignment]
+from lakehouse.ml.inputs import RAW_COLUMNS, STRING_COLUMNS, model_inputs, records_inputs
 
 
 class ScoreModel(PythonModel):
@@ -66,5 +62,3 @@ def as_raw_frame(rows: pd.DataFrame) -> pd.DataFrame:
             out[c] = pd.to_numeric(rows[c], errors="coerce").astype("float64") if c in rows else np.nan
     return out
 
-
-__all__ = ["INPUT_COLUMNS", "ScoreModel", "as_raw_frame", "raw_schema"]

@@ -100,9 +100,11 @@ def score_batch(spark: SparkSession, settings: Settings, since: dt.datetime | No
     rows = decisions(score_payments(spark, settings, payments, version), threshold, version, settings,
                      BATCH).cache()
     try:
-        n = rows.count()
+        counts = rows.agg(F.count(F.lit(1)).alias("n"),
+                          F.count_if(F.col("decision") == F.lit("decline")).alias("declined")).first()
+        assert counts is not None
+        n, declined = int(counts["n"]), int(counts["declined"])
         upsert_scores(spark, settings, rows)
-        declined = rows.where(F.col("decision") == F.lit("decline")).count()
     finally:
         rows.unpersist()
     progress(f"ml: scored {n:,} payments with {settings.ml.model_name} v{version} ({declined:,} declined)")

@@ -15,7 +15,6 @@ champion on exactly the same payments.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import tempfile
@@ -266,7 +265,3 @@ def _metric(evaluation: Evaluation, name: str) -> float:
     """A metric oriented so that larger is better."""
     value = float(getattr(evaluation, "cost_per_payment" if name == "expected_cost" else name))
     return -value if name == "expected_cost" else value
-
-
-def now_naive() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
