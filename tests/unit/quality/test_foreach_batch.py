@@ -20,21 +20,33 @@ SCHEMA = ("merchant_id long, name string, country_code string, mcc string, defau
 TABLE = "merchants"
 
 
+# the catalog tables these tests' own lakehouse creates
+OWN_TABLES = (DQ_RESULTS.full_name, f"silver.quarantine_{TABLE}")
+
+
 @pytest.fixture
 def own(spark, settings, tmp_path: Path):
     """The session's settings with a lakehouse of this test's own: silver.dq_results skips a (table,
     batch, expectation) it already holds, so another test's merchants batch 0 (the demo's) would hide
-    this one's results. Afterwards the catalog entries this lakehouse created are dropped (the data stays):
-    a later test's `ensure_table` would otherwise find `silver.dq_results` by name, pointing here."""
+    this one's results.
+
+    `ensure_table` finds a table by its catalog name, so the session's entries for the tables this test
+    writes are set aside first (they are external: dropping an entry keeps the data), and put back
+    afterwards, when this lakehouse's entries are dropped."""
     import dataclasses
 
-    yield dataclasses.replace(settings, paths=dataclasses.replace(settings.paths,
-                                                                  lakehouse_dir=str(tmp_path / "lakehouse")))
-    for layer in ("silver", "gold", "ops"):
-        for table in spark.catalog.listTables(layer):
-            location = spark.sql(f"DESCRIBE DETAIL {layer}.{table.name}").first()["location"]
-            if str(tmp_path) in location:
-                spark.sql(f"DROP TABLE IF EXISTS {layer}.{table.name}")
+    before = {name: spark.sql(f"DESCRIBE DETAIL {name}").first()["location"]
+              for name in OWN_TABLES if spark.catalog.tableExists(name)}
+    for name in before:
+        spark.sql(f"DROP TABLE {name}")
+    try:
+        yield dataclasses.replace(settings, paths=dataclasses.replace(settings.paths,
+                                                                      lakehouse_dir=str(tmp_path / "lakehouse")))
+    finally:
+        for name in OWN_TABLES:
+            spark.sql(f"DROP TABLE IF EXISTS {name}")
+        for name, location in before.items():
+            spark.sql(f"CREATE TABLE {name} USING delta LOCATION '{location}'")
 
 
 def merchant(i: int, **changes: object) -> dict[str, object]:
