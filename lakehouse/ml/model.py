@@ -2,7 +2,12 @@
 
 The wrapper holds the fitted scikit-learn estimator and the cost-chosen threshold. `predict` derives
 the inputs with `model_inputs` and returns the probability of fraud, so `mlflow.pyfunc.spark_udf` (batch,
-streaming) and `score_raw` (online, without pyfunc's per-call schema checks) compute the same number.
+streaming) and `score_records` (online, without pyfunc's per-call schema checks) compute the same number.
+
+Online, a gradient-boosted model's trees are walked in Python (`CompiledTrees`): scikit-learn calls into
+compiled code once per tree, about 50 µs each, 10 ms a row for 200 trees; the walk takes well under one.
+It takes the same branches and adds the leaves in the same order, so the float is the same, bit for bit.
+Larger calls (a streaming micro-batch of many payments) keep scikit-learn's vectorized call.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from lakehouse.ml.inputs import RAW_COLUMNS, STRING_COLUMNS, model_inputs, records_inputs
+
+# up to this many rows the Python walk is faster; beyond, scikit-learn's vectorized call (same floats either way)
+COMPILED_MAX_ROWS = 32
 
 
 class ScoreModel(PythonModel):
@@ -31,8 +39,18 @@ class ScoreModel(PythonModel):
 
     def score_records(self, records: list[Any]) -> np.ndarray:
         """P(fraud) per dict of raw values: the same derivation without a DataFrame (the online path)."""
-        scores: np.ndarray = self.estimator.predict_proba(records_inputs(records))[:, 1]
+        inputs = records_inputs(records)
+        compiled = self.__dict__.get("_compiled", False)      # built on first use; never pickled with the model
+        if compiled is False:
+            compiled = self.__dict__["_compiled"] = CompiledTrees.of(self.estimator)
+        if compiled is not None and len(records) <= COMPILED_MAX_ROWS:
+            scores: np.ndarray = compiled.predict_proba(inputs)[:, 1]
+        else:
+            scores = self.estimator.predict_proba(inputs)[:, 1]
         return scores
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_compiled"}
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.Series:
         return pd.Series(self.score_raw(model_input), index=model_input.index, name="score")
@@ -62,3 +80,53 @@ def as_raw_frame(rows: pd.DataFrame) -> pd.DataFrame:
             out[c] = pd.to_numeric(rows[c], errors="coerce").astype("float64") if c in rows else np.nan
     return out
 
+
+
+class CompiledTrees:
+    """A fitted binary HistGradientBoostingClassifier without categorical features, as Python lists per tree:
+    `predict_proba` of a few rows equals the estimator's exactly (same split rule: `x <= threshold` goes
+    left, a missing value where the split learnt to send it; leaves added to the baseline tree by tree; the
+    estimator's own link function), without a call into compiled code per tree."""
+
+    def __init__(self, estimator: Any) -> None:
+        self._estimator = estimator
+        self._baseline = float(estimator._baseline_prediction[0, 0])
+        self._trees = []
+        for iteration in estimator._predictors:
+            [predictor] = iteration
+            nodes = predictor.nodes
+            self._trees.append((nodes["is_leaf"].astype(bool).tolist(), nodes["feature_idx"].tolist(),
+                                nodes["num_threshold"].tolist(), nodes["missing_go_to_left"].astype(bool).tolist(),
+                                nodes["left"].tolist(), nodes["right"].tolist(), nodes["value"].tolist()))
+
+    @classmethod
+    def of(cls, estimator: Any) -> CompiledTrees | None:
+        """The compiled form, or None when the estimator is not one this walk reproduces exactly."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        if type(estimator) is not HistGradientBoostingClassifier or estimator.n_trees_per_iteration_ != 1:
+            return None
+        if estimator.is_categorical_ is not None and bool(np.any(estimator.is_categorical_)):
+            return None
+        return cls(estimator)
+
+    def raw(self, row: Any) -> float:
+        total = self._baseline
+        for is_leaf, feature, threshold, missing_left, left, right, value in self._trees:
+            node = 0
+            while not is_leaf[node]:
+                x = row[feature[node]]
+                if x != x:                                        # NaN
+                    node = left[node] if missing_left[node] else right[node]
+                else:
+                    node = left[node] if x <= threshold[node] else right[node]
+            total += value[node]
+        return total
+
+    def predict_proba(self, inputs: np.ndarray) -> np.ndarray:
+        X = np.asarray(inputs, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self._estimator.n_features_in_:
+            raise ValueError(f"expected {self._estimator.n_features_in_} inputs per row, got shape {X.shape}")
+        raw = np.array([[self.raw(row)] for row in X.tolist()], dtype=np.float64).reshape(-1, 1)
+        proba: np.ndarray = self._estimator._loss.predict_proba(raw)
+        return proba

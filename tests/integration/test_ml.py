@@ -8,7 +8,11 @@
   model, and refuses a worse one (a constant-score model) with the evidence recorded;
 - new live payments, through CDC to silver, get the same score online (Redis), in the streaming job and
   in the batch job (spark_udf), and over HTTP;
-- batch scoring and monitoring write their tables; churn training refuses a history without churn.
+- batch scoring and monitoring write their tables; churn training refuses a history without churn, then,
+  with cancellations written to PostgreSQL, trains on exactly the examples PostgreSQL counts, registers
+  and scores;
+- history imported with `lakehouse oltp import` (external transactions with fraud labels) joins the next
+  training set, with its labels.
 """
 
 from __future__ import annotations
@@ -210,37 +214,75 @@ def test_the_gate_refuses_a_worse_model(trained: MlState, spark: Any) -> None:
         "average_precision"]
 
 
+IMPORT_MAPPING = {
+    "ref_prefix": "mlcsv:",
+    "columns": {"transaction_id": "TRANSACTION_ID", "timestamp": "TX_DATETIME", "customer": "CUSTOMER_ID",
+                "terminal": "TERMINAL_ID", "amount": "TX_AMOUNT", "fraud": "TX_FRAUD"},
+    "timestamp": {"format": "%Y-%m-%d %H:%M:%S"},
+    "currency": "EUR",
+    "defaults": {"country": "FR", "mcc": "5411", "device_type": "pos"},
+}
+IMPORTED = 600
+
+
 @dataclasses.dataclass(frozen=True)
 class NewData:
     mark: dt.datetime             # live payments were made after this
+    imported_frauds: int
 
 
 @pytest.fixture(scope="module")
-def new_data(trained: MlState, spark: Any, gold_lakehouse: GoldLakehouse) -> NewData:
-    """After training: the streaming job's checkpoint, then live payments through CDC, bronze and silver (in
-    this process). The feature tables are not rebuilt: the online store still holds what they hold."""
+def new_data(trained: MlState, spark: Any, gold_lakehouse: GoldLakehouse, tmp_path_factory: Any) -> NewData:
+    """After training: the streaming job's checkpoint, then external history with fraud labels imported into
+    the training window (`lakehouse oltp import`) and live payments, all through CDC, bronze and silver (one
+    pass, in this process). The feature tables are not rebuilt: the online store still holds what they hold."""
     import argparse
+    import random
 
-    from lakehouse.bronze.ingest import run_bronze
     from lakehouse.ml.streaming import stream_scoring_job
-    from lakehouse.silver.ingest import run_silver
+    from lakehouse.oltp.importer import import_file, parse_mapping
 
     settings = trained.settings
     stream_scoring_job(spark, settings, argparse.Namespace(once=True))      # its checkpoint starts here
+    windows = trained.trained.windows
+    start = dt.datetime.fromisoformat(windows["train_start"]) + dt.timedelta(days=1)
+    end = dt.datetime.fromisoformat(windows["train_end"]) - dt.timedelta(days=1)
+    rng = random.Random(7)
+    rows, frauds = [], 0
+    for i in range(IMPORTED):
+        at = start + dt.timedelta(seconds=rng.randrange(int((end - start).total_seconds())))
+        fraud = rng.random() < 0.1
+        frauds += fraud
+        rows.append(f"{i + 1},{at:%Y-%m-%d %H:%M:%S},C{rng.randrange(40)},T{rng.randrange(6)},"
+                    f"{rng.uniform(1, 300):.2f},{int(fraud)}")
+    path = tmp_path_factory.mktemp("ml_import") / "history.csv"
+    path.write_text("TRANSACTION_ID,TX_DATETIME,CUSTOMER_ID,TERMINAL_ID,TX_AMOUNT,TX_FRAUD\n" + "\n".join(rows) + "\n")
+    with connect(settings) as conn:
+        report = import_file(conn, path, parse_mapping(IMPORT_MAPPING))
+    assert report.ok and report.charges_created == IMPORTED and report.fraud_labels == frauds
     mark = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     gold_lakehouse.run("simulate", "--seed", "8", "--rate", "10", "--duration", "3")
     with connect(settings) as conn:
         row = conn.execute("SELECT count(*) FROM payments.charges").fetchone()
     assert row is not None
-    for _ in range(4):      # until silver holds every charge (Debezium can pause longer than the quiet period)
+    to_silver(spark, gold_lakehouse, settings, "silver.charges", row[0])
+    return NewData(mark, frauds)
+
+
+def to_silver(spark: Any, gold_lakehouse: GoldLakehouse, settings: Settings, table: str, expected: int,
+              where: str = "true") -> None:
+    """Bronze and silver, once each, until `table` holds `expected` rows matching `where` (Debezium can pause
+    longer than the quiet period under load)."""
+    from lakehouse.bronze.ingest import run_bronze
+    from lakehouse.silver.ingest import run_silver
+
+    for _ in range(4):
         helpers.wait_for_debezium(gold_lakehouse.settings)
         run_bronze(spark, settings, once=True)
         run_silver(spark, settings, once=True)
-        if spark.read.format("delta").load(table_path(settings, "silver.charges")).count() == row[0]:
-            break
-    else:
-        raise AssertionError(f"silver.charges never reached PostgreSQL's {row[0]} charges")
-    return NewData(mark)
+        if spark.read.format("delta").load(table_path(settings, table)).where(where).count() == expected:
+            return
+    raise AssertionError(f"{table} never reached PostgreSQL's {expected} rows where {where}")
 
 
 def test_the_three_scoring_paths_give_the_same_score(trained: MlState, new_data: NewData, spark: Any) -> None:
@@ -263,7 +305,7 @@ def test_the_three_scoring_paths_give_the_same_score(trained: MlState, new_data:
     payments = [{**p, "ip_latitude": p["ip_lat"], "ip_longitude": p["ip_lon"]} for p in new]
     online = {p["charge_id"]: d.score for p, d in zip(new, scorer.score_many(payments), strict=True)}
     streamed = stream_scoring_job(spark, settings, argparse.Namespace(once=True))
-    assert streamed.summary["stream_scoring"]["scored"] == len(new)       # every new row of silver
+    assert streamed.summary["stream_scoring"]["scored"] == len(new) + IMPORTED     # every new row of silver
     batch = score_batch(spark, settings, since=mark)
     assert batch["scored"] == len(new)
     scores = spark.read.format("delta").load(table_path(settings, PAYMENT_SCORES.full_name))
@@ -334,3 +376,77 @@ def test_the_churn_model_refuses_a_history_without_churn(trained: MlState, spark
         train_churn(spark, settings, horizon_days=7, progress=print)
     with pytest.raises(MlflowException):
         client(settings).get_registered_model("churn_classifier")
+
+
+ACTIVE_AT = ("s.created_at < d.at AND (s.canceled_at IS NULL OR s.canceled_at > d.at)")
+
+
+def test_the_churn_model_trains_registers_and_scores(trained: MlState, spark: Any,
+                                                     gold_lakehouse: GoldLakehouse) -> None:
+    """Cancellations written to PostgreSQL (two days after some as_of dates of the split), through CDC to
+    silver: the churn training set holds exactly the (subscription, as_of) pairs PostgreSQL counts as active,
+    and churned exactly those it counts as canceled within the horizon; the first model becomes the
+    champion, and scoring writes one row per subscription PostgreSQL counts as active today."""
+    from lakehouse.ml import churn
+    from lakehouse.ml.registry import alias_version
+    from lakehouse.ml.tables import CHURN_SCORES
+    from lakehouse.ml.tracking import client
+
+    settings, horizon = trained.settings, 7
+    subscriptions, _, invoices = churn.read_sources(spark, settings)
+    split = churn.churn_split(*churn.history_bounds(subscriptions, invoices), horizon)
+    midnight = {d: dt.datetime.combine(d, dt.time(), dt.UTC) for d in split.train + split.test}
+    with connect(settings) as conn:
+        for day in (split.train[0], split.train[-1], split.test[-1]):     # 3 cancellations two days after each
+            conn.execute(
+                "UPDATE payments.subscriptions SET status = 'canceled', canceled_at = %(at)s + interval '2 days', "
+                " updated_at = now() WHERE subscription_id IN (SELECT s.subscription_id FROM payments.subscriptions s,"
+                f" (SELECT %(at)s::timestamptz AS at) d WHERE {ACTIVE_AT} AND s.canceled_at IS NULL"
+                " ORDER BY s.subscription_id LIMIT 3)", {"at": midnight[day]})
+        [canceled] = conn.execute("SELECT count(*) FROM payments.subscriptions "
+                                  "WHERE canceled_at IS NOT NULL").fetchone()
+        expected = {}
+        for part in ("train", "test"):
+            expected[part] = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE s.canceled_at <= d.at + make_interval(days => %s)) "
+                f"FROM payments.subscriptions s, unnest(%s::timestamptz[]) AS d(at) WHERE {ACTIVE_AT}",
+                (horizon, [midnight[d] for d in getattr(split, part)])).fetchone()
+        today = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), dt.UTC)
+        [active_today] = conn.execute("SELECT count(*) FROM payments.subscriptions s, "
+                                      f"(SELECT %s::timestamptz AS at) d WHERE {ACTIVE_AT}", (today,)).fetchone()
+    to_silver(spark, gold_lakehouse, settings, "silver.subscriptions", canceled, "canceled_at IS NOT NULL")
+
+    result = churn.train_churn(spark, settings, horizon_days=horizon, progress=print)
+
+    assert result["as_of"] == split.as_params()
+    assert (result["rows"]["train"], result["churned"]["train"]) == expected["train"]
+    assert (result["rows"]["test"], result["churned"]["test"]) == expected["test"]
+    assert expected["train"][1] >= 6 and expected["test"][1] >= 3
+    assert 0.0 <= result["metrics"]["test"]["roc_auc"] <= 1.0
+    assert (result["version"], result["alias"]) == ("1", churn.CHAMPION)
+    assert str(alias_version(client(settings), churn.MODEL_NAME, churn.CHAMPION).version) == "1"
+
+    scored = churn.score_churn(spark, settings, progress=print)
+
+    assert scored["scored"] == active_today
+    stored = spark.read.format("delta").load(table_path(settings, CHURN_SCORES.full_name))
+    assert stored.where(F.col("as_of") == F.lit(today.replace(tzinfo=None))).count() == active_today
+    assert stored.where((F.col("score") < 0) | (F.col("score") > 1)).count() == 0
+
+
+def test_training_uses_imported_history(trained: MlState, new_data: NewData, spark: Any) -> None:
+    """External transactions with fraud labels (`lakehouse oltp import`), through CDC to silver, are in the next
+    training set: exactly the imported rows join the training window, with their labels. Runs last: it
+    rebuilds the feature tables (the offline store; training reads nothing online)."""
+    from lakehouse.features.jobs import build_feature_tables
+    from lakehouse.ml.train import train
+
+    settings = trained.settings
+    before = trained.trained
+    build_feature_tables(spark, settings, progress=print)
+
+    after = train(spark, settings, ("hist_gradient_boosting",), progress=print, register=False)
+
+    assert after.windows == before.windows
+    assert after.rows["train"] == before.rows["train"] + IMPORTED
+    assert after.frauds["train"] == before.frauds["train"] + new_data.imported_frauds
