@@ -1,9 +1,7 @@
 -- name: cohort_retention
 -- description: Customer cohort retention: customers by the month of their first captured payment, and the share of each cohort paying again 0, 1, 2 ... months later.
 WITH active AS (
-    SELECT DISTINCT customer_id, TRUNC(CAST(created_at AS DATE), 'MM') AS month_start
-    FROM gold.fact_payments
-    WHERE status = 'captured'
+    SELECT customer_id, month_start FROM gold.agg_customer_monthly
 ), cohorts AS (
     SELECT customer_id, MIN(month_start) AS cohort_month FROM active GROUP BY customer_id
 ), sizes AS (

@@ -1,15 +1,7 @@
 -- name: fraud_rates
 -- description: Fraud rate (labelled fraud / payments, by count and by USD amount) and dispute rate by one dimension: device, country (payer IP), hour, bin_country, merchant or mcc.
 -- param: by string device  the dimension: device, country, hour, bin_country, merchant, mcc
-SELECT CASE :by WHEN 'device' THEN device_type
-                WHEN 'country' THEN country_code
-                WHEN 'hour' THEN LPAD(CAST(hour AS STRING), 2, '0')
-                WHEN 'bin_country' THEN bin_country
-                WHEN 'merchant' THEN CAST(merchant_id AS STRING)
-                WHEN 'mcc' THEN mcc
-                ELSE RAISE_ERROR(CONCAT('fraud_rates: unknown dimension ', :by,
-                                        '; expected device, country, hour, bin_country, merchant or mcc'))
-       END AS value,
+SELECT value,
        SUM(payments) AS payments,
        SUM(fraud_payments) AS fraud_payments,
        ROUND(100.0 * SUM(fraud_payments) / NULLIF(SUM(payments), 0), 3) AS fraud_rate_pct,
@@ -17,6 +9,10 @@ SELECT CASE :by WHEN 'device' THEN device_type
        ROUND(100.0 * SUM(fraud_amount_usd) / NULLIF(SUM(amount_usd), 0), 3) AS fraud_amount_pct,
        SUM(disputed_payments) AS disputed_payments,
        ROUND(100.0 * SUM(disputed_payments) / NULLIF(SUM(payments), 0), 3) AS dispute_rate_pct
-FROM gold.agg_fraud_daily
-GROUP BY 1
+FROM gold.agg_fraud_dimension_daily
+WHERE dimension = CASE WHEN :by IN ('device', 'country', 'hour', 'bin_country', 'merchant', 'mcc') THEN :by
+                       ELSE RAISE_ERROR(CONCAT('fraud_rates: unknown dimension ', :by,
+                                               '; expected device, country, hour, bin_country, merchant or mcc'))
+                  END
+GROUP BY value
 ORDER BY fraud_rate_pct DESC, value

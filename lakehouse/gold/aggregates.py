@@ -16,7 +16,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from lakehouse.gold.dims import UNKNOWN, monthly_amount
-from lakehouse.gold.tables import UNKNOWN_COUNTRY
+from lakehouse.gold.tables import FRAUD_DIMENSIONS, UNKNOWN_COUNTRY
 
 REVENUE_KEYS = ("merchant_id", "country_code", "currency_code", "payment_method_kind")
 _USD_SUM = "decimal(38,2)"
@@ -86,13 +86,39 @@ def rfm_segment(r: Column, f: Column) -> Column:
             .otherwise("needs_attention"))
 
 
-def build_agg_customer_rfm(payments: DataFrame) -> DataFrame:
-    """fact_payments (captured ones) -> RFM per customer as of the last day with a captured payment.
-    Scores are quintiles (ntile 5); ties are broken by customer_id, so the same data gives the same scores."""
+def build_agg_fraud_dimension_daily(fraud_daily: DataFrame) -> DataFrame:
+    """agg_fraud_daily -> the same measures per day x one dimension (FRAUD_DIMENSIONS) x its value."""
+    value_of = {"device": F.col("device_type"), "country": F.col("country_code"),
+                "hour": F.lpad(F.col("hour").cast("string"), 2, "0"), "bin_country": F.col("bin_country"),
+                "merchant": F.col("merchant_id").cast("string"), "mcc": F.col("mcc")}
+    assert tuple(value_of) == FRAUD_DIMENSIONS
+    counts = ("payments", "fraud_payments", "disputed_payments")
+    amounts = ("amount_usd", "fraud_amount_usd", "disputed_amount_usd")
+    pairs = [F.struct(F.lit(name).alias("dimension"), value.alias("value")) for name, value in value_of.items()]
+    stacked = fraud_daily.select("date", F.explode(F.array(*pairs)).alias("d"), *counts, *amounts)
+    return (stacked.groupBy("date", F.col("d.dimension").alias("dimension"), F.col("d.value").alias("value"))
+            .agg(*[F.sum(c).cast("bigint").alias(c) for c in counts],
+                 *[F.sum(c).cast(_USD_SUM).alias(c) for c in amounts])
+            .select("date", "dimension", "value", "payments", "amount_usd", "fraud_payments", "fraud_amount_usd",
+                    "disputed_payments", "disputed_amount_usd"))
+
+
+def build_agg_customer_monthly(payments: DataFrame) -> DataFrame:
+    """fact_payments (captured ones, with a customer) -> count, USD amount, first and last day per month x
+    customer."""
     captured = payments.where((F.col("status") == F.lit("captured")) & F.col("customer_id").isNotNull())
-    per_customer = captured.groupBy("customer_id").agg(
-        F.max(F.to_date("created_at")).alias("last_payment_date"), F.count(F.lit(1)).alias("frequency"),
-        F.sum("captured_amount_usd").cast(_USD_SUM).alias("monetary_usd"))
+    day = F.to_date("created_at")
+    return (captured.groupBy(F.trunc(day, "MM").alias("month_start"), "customer_id")
+            .agg(F.count(F.lit(1)).alias("payments"), F.sum("captured_amount_usd").cast(_USD_SUM).alias("amount_usd"),
+                 F.min(day).alias("first_payment_date"), F.max(day).alias("last_payment_date")))
+
+
+def build_agg_customer_rfm(monthly: DataFrame) -> DataFrame:
+    """agg_customer_monthly -> RFM per customer as of the last day with a captured payment.
+    Scores are quintiles (ntile 5); ties are broken by customer_id, so the same data gives the same scores."""
+    per_customer = monthly.groupBy("customer_id").agg(
+        F.max("last_payment_date").alias("last_payment_date"), F.sum("payments").cast("bigint").alias("frequency"),
+        F.sum("amount_usd").cast(_USD_SUM).alias("monetary_usd"))
     everyone = Window.partitionBy(F.lit(1))    # quintiles rank all customers together (one row each)
     scored = (per_customer.withColumn("as_of", F.max("last_payment_date").over(everyone))
               .withColumn("recency_days", F.datediff(F.col("as_of"), F.col("last_payment_date")))

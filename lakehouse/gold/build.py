@@ -131,10 +131,12 @@ def build_gold(spark: SparkSession, settings: Settings, progress: Callable[[str]
     daily = _phase(
         write,
         (t.AGG_REVENUE_DAILY, lambda: agg.build_agg_revenue_daily(ledger, d.merchant, payments)),
-        (t.AGG_FRAUD_DAILY, lambda: agg.build_agg_fraud_daily(payments, d.merchant)))["agg_revenue_daily"]
+        (t.AGG_FRAUD_DAILY, lambda: agg.build_agg_fraud_daily(payments, d.merchant)),
+        (t.AGG_CUSTOMER_MONTHLY, lambda: agg.build_agg_customer_monthly(payments)))
     _phase(write,
-           (t.AGG_REVENUE_WEEKLY, lambda: agg.roll_up_revenue(daily, "week")),
-           (t.AGG_REVENUE_MONTHLY, lambda: agg.roll_up_revenue(daily, "month")))
+           (t.AGG_REVENUE_WEEKLY, lambda: agg.roll_up_revenue(daily["agg_revenue_daily"], "week")),
+           (t.AGG_REVENUE_MONTHLY, lambda: agg.roll_up_revenue(daily["agg_revenue_daily"], "month")),
+           (t.AGG_FRAUD_DIMENSION_DAILY, lambda: agg.build_agg_fraud_dimension_daily(daily["agg_fraud_daily"])))
     build_small_aggregates(spark, settings, stats, progress)
     return stats
 
@@ -142,7 +144,8 @@ def build_gold(spark: SparkSession, settings: Settings, progress: Callable[[str]
 def build_small_aggregates(spark: SparkSession, settings: Settings, stats: GoldStats,
                            progress: Callable[[str], None]) -> None:
     """The tables rebuilt whole by every build and refresh: the calendar (it spans every fact), RFM (it
-    ranks every customer), plan performance and data-quality compliance (both small)."""
+    ranks every customer; from agg_customer_monthly), plan performance and data-quality compliance (both
+    small)."""
     write = writer(spark, settings, stats, progress)
 
     def gold(table: TableSpec) -> DataFrame:
@@ -155,7 +158,7 @@ def build_small_aggregates(spark: SparkSession, settings: Settings, stats: GoldS
     _phase(
         write,
         (t.DIM_DATE, lambda: dims.build_dim_date(dates)),
-        (t.AGG_CUSTOMER_RFM, lambda: agg.build_agg_customer_rfm(gold(t.FACT_PAYMENTS))),
+        (t.AGG_CUSTOMER_RFM, lambda: agg.build_agg_customer_rfm(gold(t.AGG_CUSTOMER_MONTHLY))),
         (t.AGG_PLAN_MONTHLY, lambda: agg.build_agg_plan_monthly(
             read_silver(spark, settings, "subscriptions"), read_silver(spark, settings, "invoices"),
             gold(t.DIM_PLAN).where(F.col("plan_id") != F.lit(t.UNKNOWN_SK)),

@@ -4,7 +4,8 @@
       dimensions: rebuilt when one of their silver tables changed (they are small)
       facts:      the affected rows recomputed from silver and merged (new, changed, gone)
       aggregates: the days (weeks, months) whose facts changed recomputed and replaced; RFM, plans and
-                  compliance recomputed whole (RFM ranks every customer; the other two are small)
+                  compliance recomputed whole (RFM ranks every customer, from the monthly customer
+                  aggregate; the other two are small)
     ─► ops.gold_refresh moves to the versions read at the start
 
 A fact row is affected when its own silver row changed, when a row it takes values from changed (a
@@ -322,8 +323,27 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
     timed(t.AGG_FRAUD_DAILY.name, lambda: replace_periods(
         settings, t.AGG_FRAUD_DAILY, agg.build_agg_fraud_daily(payments.where(F.col("date_key").isin(fraud_keys)),
                                                                merchant), "date", fraud_days))
+    fraud_daily = read_gold(spark, settings, t.AGG_FRAUD_DAILY).where(F.col("date").isin(fraud_days))
+    timed(t.AGG_FRAUD_DIMENSION_DAILY.name, lambda: replace_periods(
+        settings, t.AGG_FRAUD_DIMENSION_DAILY, agg.build_agg_fraud_dimension_daily(fraud_daily), "date", fraud_days))
+    months = sorted({x.replace(day=1) for x in fraud_days})
+    month_keys = [int(x.strftime("%Y%m%d")) for x in _days_of_months(months)]
+    timed(t.AGG_CUSTOMER_MONTHLY.name, lambda: replace_periods(
+        settings, t.AGG_CUSTOMER_MONTHLY,
+        agg.build_agg_customer_monthly(payments.where(F.col("date_key").isin(month_keys))), "month_start", months))
     build_small_aggregates(spark, settings, stats, progress)
     return stats
+
+
+def _days_of_months(months: list[dt.date]) -> list[dt.date]:
+    """Every day of the given months (their first days)."""
+    out = []
+    for first in months:
+        day = first
+        while day.month == first.month:
+            out.append(day)
+            day += dt.timedelta(days=1)
+    return out
 
 
 def _fact_charge_ids(spark: SparkSession, settings: Settings, after: int) -> DataFrame:

@@ -159,6 +159,23 @@ AGG_FRAUD_DAILY = TableSpec(LAYER, "agg_fraud_daily", columns(
     "payments, labelled fraud and disputed payments (counts and USD amounts). Rates are ratios of these "
     "sums (queries/fraud_rates.sql).", cluster_by=("date", "merchant_id"))
 
+FRAUD_DIMENSIONS = ("device", "country", "hour", "bin_country", "merchant", "mcc")
+AGG_FRAUD_DIMENSION_DAILY = TableSpec(LAYER, "agg_fraud_dimension_daily", columns(
+    "date date not null, dimension string not null, value string not null, "
+    f"payments bigint, amount_usd {_USD_SUM}, fraud_payments bigint, fraud_amount_usd {_USD_SUM}, "
+    f"disputed_payments bigint, disputed_amount_usd {_USD_SUM}"),
+    "agg_fraud_daily rolled up to one dimension at a time: `dimension` is device, country (payer IP), hour "
+    "(two digits), bin_country, merchant (its id) or mcc, `value` its value. Grain: one row per day x "
+    "dimension x value; a few hundred rows a day, so a rate by one dimension reads no more.",
+    cluster_by=("dimension", "date"))
+
+AGG_CUSTOMER_MONTHLY = TableSpec(LAYER, "agg_customer_monthly", columns(
+    "month_start date not null, customer_id bigint not null, payments bigint, "
+    f"amount_usd {_USD_SUM}, first_payment_date date, last_payment_date date"),
+    "Captured payments per customer and month: count, captured amount in USD, first and last payment day. "
+    "Grain: one row per month x customer with a captured payment. Cohorts (queries/cohort_retention.sql) "
+    "and RFM (agg_customer_rfm) are computed from it.", cluster_by=("month_start",))
+
 AGG_CUSTOMER_RFM = TableSpec(LAYER, "agg_customer_rfm", columns(
     "customer_id bigint not null, as_of date not null, last_payment_date date, recency_days int, "
     f"frequency bigint, monetary_usd {_USD_SUM}, r_score int, f_score int, m_score int, segment string"),
@@ -183,8 +200,8 @@ AGG_COMPLIANCE_DAILY = TableSpec(LAYER, "agg_compliance_daily", columns(
 DIMENSIONS = (DIM_DATE, DIM_TIME, DIM_MERCHANT, DIM_CUSTOMER, DIM_PAYMENT_METHOD, DIM_GEOGRAPHY, DIM_CURRENCY,
               DIM_DEVICE, DIM_PLAN)
 FACTS = (FACT_PAYMENTS, FACT_REFUNDS, FACT_DISPUTES, FACT_BALANCE, FACT_SUBSCRIPTION_EVENTS)
-AGGREGATES = (AGG_REVENUE_DAILY, AGG_REVENUE_WEEKLY, AGG_REVENUE_MONTHLY, AGG_FRAUD_DAILY, AGG_CUSTOMER_RFM,
-              AGG_PLAN_MONTHLY, AGG_COMPLIANCE_DAILY)
+AGGREGATES = (AGG_REVENUE_DAILY, AGG_REVENUE_WEEKLY, AGG_REVENUE_MONTHLY, AGG_FRAUD_DAILY, AGG_FRAUD_DIMENSION_DAILY,
+              AGG_CUSTOMER_MONTHLY, AGG_CUSTOMER_RFM, AGG_PLAN_MONTHLY, AGG_COMPLIANCE_DAILY)
 GOLD_TABLES = DIMENSIONS + FACTS + AGGREGATES
 
 register(*GOLD_TABLES)

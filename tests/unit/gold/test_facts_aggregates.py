@@ -125,7 +125,7 @@ def test_rfm_scores_break_ties_by_customer_and_name_segments(spark) -> None:
     rows.append((5, T(2026, 4, 30), "failed", D("99.00")))        # not captured: does not count
     payments = spark.createDataFrame(rows, "customer_id long, created_at timestamp, status string, "
                                            "captured_amount_usd decimal(25,2)")
-    got = agg.build_agg_customer_rfm(payments).select("customer_id", "recency_days", "frequency", "monetary_usd",
+    got = agg.build_agg_customer_rfm(agg.build_agg_customer_monthly(payments)).select("customer_id", "recency_days", "frequency", "monetary_usd",
                                                       "r_score", "f_score", "m_score", "segment")
     expected = spark.createDataFrame([
         (1, 0, 5, D("50.00"), 4, 4, 5, "champions"),
@@ -134,6 +134,44 @@ def test_rfm_scores_break_ties_by_customer_and_name_segments(spark) -> None:
         (4, 20, 6, D("6.00"), 2, 5, 3, "at_risk"),
         (5, 30, 1, D("1.00"), 1, 2, 1, "hibernating")], got.schema)
     assert_df_equality(got, expected, ignore_row_order=True)
+
+
+def test_customer_monthly_counts_captured_payments_per_month(spark) -> None:
+    payments = spark.createDataFrame([
+        (1, T(2026, 3, 31, 23, 59), "captured", D("10.00")), (1, T(2026, 4, 1, 0, 0), "captured", D("2.50")),
+        (1, T(2026, 4, 20, 12, 0), "captured", D("1.25")), (1, T(2026, 4, 21), "failed", None),
+        (2, T(2026, 4, 2), "failed", None), (None, T(2026, 4, 3), "captured", D("7.00"))],
+        "customer_id long, created_at timestamp, status string, captured_amount_usd decimal(25,2)")
+    got = agg.build_agg_customer_monthly(payments)
+    expected = spark.createDataFrame([
+        (dt.date(2026, 3, 1), 1, 1, D("10.00"), dt.date(2026, 3, 31), dt.date(2026, 3, 31)),
+        (dt.date(2026, 4, 1), 1, 2, D("3.75"), dt.date(2026, 4, 1), dt.date(2026, 4, 20))], got.schema)
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_fraud_dimension_daily_rolls_up_one_dimension_at_a_time(spark) -> None:
+    schema = ("date date, hour int, merchant_id long, mcc string, country_code string, device_type string, "
+              "bin_country string, payments long, amount_usd decimal(38,2), fraud_payments long, "
+              "fraud_amount_usd decimal(38,2), disputed_payments long, disputed_amount_usd decimal(38,2)")
+    day = dt.date(2026, 4, 1)
+    daily = spark.createDataFrame([
+        (day, 3, 1, "5411", "DE", "mobile", "US", 4, D("40.00"), 1, D("10.00"), 0, D("0.00")),
+        (day, 3, 2, "5411", "FR", "desktop", "US", 2, D("30.00"), 0, D("0.00"), 1, D("15.00")),
+        (day, 14, 1, "5999", "DE", "mobile", "ZZ", 1, D("5.00"), 1, D("5.00"), 1, D("5.00"))], schema)
+    got = {(r["dimension"], r["value"]): tuple(r)[3:] for r in agg.build_agg_fraud_dimension_daily(daily).collect()}
+    assert got == {
+        ("device", "mobile"): (5, D("45.00"), 2, D("15.00"), 1, D("5.00")),
+        ("device", "desktop"): (2, D("30.00"), 0, D("0.00"), 1, D("15.00")),
+        ("country", "DE"): (5, D("45.00"), 2, D("15.00"), 1, D("5.00")),
+        ("country", "FR"): (2, D("30.00"), 0, D("0.00"), 1, D("15.00")),
+        ("hour", "03"): (6, D("70.00"), 1, D("10.00"), 1, D("15.00")),
+        ("hour", "14"): (1, D("5.00"), 1, D("5.00"), 1, D("5.00")),
+        ("bin_country", "US"): (6, D("70.00"), 1, D("10.00"), 1, D("15.00")),
+        ("bin_country", "ZZ"): (1, D("5.00"), 1, D("5.00"), 1, D("5.00")),
+        ("merchant", "1"): (5, D("45.00"), 2, D("15.00"), 1, D("5.00")),
+        ("merchant", "2"): (2, D("30.00"), 0, D("0.00"), 1, D("15.00")),
+        ("mcc", "5411"): (6, D("70.00"), 1, D("10.00"), 1, D("15.00")),
+        ("mcc", "5999"): (1, D("5.00"), 1, D("5.00"), 1, D("5.00"))}
 
 
 def test_plan_monthly_counts_churn_and_mrr(spark) -> None:
