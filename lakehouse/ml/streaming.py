@@ -46,7 +46,7 @@ class StreamStats:
     scored: int = 0
     declined: int = 0
     pushed: dict[str, int] = field(default_factory=dict)
-    latency_s: list[float] = field(default_factory=list)     # commit in silver -> score written, per batch
+    latency_s: list[float] = field(default_factory=list)     # commit in silver -> batch done (scores written, pushed)
 
     def as_dict(self) -> dict[str, Any]:
         lat = sorted(self.latency_s)
