@@ -81,3 +81,14 @@ def test_snapshot_changes_gives_the_columns_changes_from_bronze_gives(spark) -> 
                                      schema)
     actual = rows.transform(snapshot_changes(SnapshotPosition(lsn=7_000, at=at)))
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_every_query_with_a_twin_reads_only_gold_tables_that_have_one() -> None:
+    """A new gold table read by the pack needs its silver twin, or the benchmark stops at phase 4."""
+    from lakehouse.gold.querypack import load_query
+
+    views = gq.silver_views()
+    for name in gq.QUERIES:
+        if name not in gq.NO_TWIN:
+            assert "gold." not in "\n".join(line for line in gq.silver_sql(load_query(name).sql, views).splitlines()
+                                            if not line.lstrip().startswith("--")), name

@@ -125,8 +125,9 @@ def test_rfm_scores_break_ties_by_customer_and_name_segments(spark) -> None:
     rows.append((5, T(2026, 4, 30), "failed", D("99.00")))        # not captured: does not count
     payments = spark.createDataFrame(rows, "customer_id long, created_at timestamp, status string, "
                                            "captured_amount_usd decimal(25,2)")
-    got = agg.build_agg_customer_rfm(agg.build_agg_customer_monthly(payments)).select("customer_id", "recency_days", "frequency", "monetary_usd",
-                                                      "r_score", "f_score", "m_score", "segment")
+    monthly = agg.build_agg_customer_monthly(payments)
+    got = agg.build_agg_customer_rfm(monthly).select("customer_id", "recency_days", "frequency", "monetary_usd",
+                                                     "r_score", "f_score", "m_score", "segment")
     expected = spark.createDataFrame([
         (1, 0, 5, D("50.00"), 4, 4, 5, "champions"),
         (2, 0, 4, D("40.00"), 5, 3, 4, "loyal"),
