@@ -4,9 +4,9 @@ SELECT f.date, d.dimension, d.value, f.payments, f.amount_usd, f.fraud_payments,
        f.disputed_payments, f.disputed_amount_usd
 FROM gold.agg_fraud_daily f
 LATERAL VIEW INLINE(ARRAY(
-    STRUCT('device' AS dimension, f.device_type AS value),
-    STRUCT('country', f.country_code),
-    STRUCT('hour', LPAD(CAST(f.hour AS STRING), 2, '0')),
-    STRUCT('bin_country', f.bin_country),
-    STRUCT('merchant', CAST(f.merchant_id AS STRING)),
-    STRUCT('mcc', f.mcc))) d AS dimension, value
+    NAMED_STRUCT('dimension', 'device', 'value', f.device_type),
+    NAMED_STRUCT('dimension', 'country', 'value', f.country_code),
+    NAMED_STRUCT('dimension', 'hour', 'value', LPAD(CAST(f.hour AS STRING), 2, '0')),
+    NAMED_STRUCT('dimension', 'bin_country', 'value', f.bin_country),
+    NAMED_STRUCT('dimension', 'merchant', 'value', CAST(f.merchant_id AS STRING)),
+    NAMED_STRUCT('dimension', 'mcc', 'value', f.mcc))) d AS dimension, value
