@@ -6,6 +6,7 @@
 - `spark`: one session-scoped Spark session from the one factory (local[2], few partitions, UI off,
   UTC, Delta, a temporary lakehouse).
 - `stack`: the real services, started once per run and stopped (and purged) at the end.
+- `catalog_of`: the session's catalog pointed at another lakehouse for a while.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ import socket
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +40,26 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+@contextmanager
+def catalog_of(spark: Any, lakehouse: Any, home: Any) -> Iterator[None]:
+    """Points this session's catalog (`bronze.*`, `silver.*`, `gold.*`, `ops.*`) at `lakehouse`'s tables
+    for a while, then back at `home`'s. The entries are external: dropping one leaves its data alone."""
+    from lakehouse.common.tables import LAYERS, attach_catalog
+
+    def detach() -> None:
+        for layer in LAYERS:
+            for table in spark.catalog.listTables(layer):
+                spark.sql(f"DROP TABLE IF EXISTS {layer}.{table.name}")
+
+    detach()
+    attach_catalog(spark, lakehouse)
+    try:
+        yield
+    finally:
+        detach()
+        attach_catalog(spark, home)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -306,7 +306,7 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
         _fact_dates(spark, settings, t.FACT_BALANCE, before[t.FACT_BALANCE.name], "created_at"),
         ledger.join(changed_pay, on="charge_id", how="left_semi").select(F.to_date("created_at").alias("date"))]))
     merchant = read_gold(spark, settings, t.DIM_MERCHANT)
-    day_keys = [int(x.strftime("%Y%m%d")) for x in ledger_days]
+    day_keys = _date_keys(ledger_days)
     timed(t.AGG_REVENUE_DAILY.name, lambda: replace_periods(
         settings, t.AGG_REVENUE_DAILY,
         agg.build_agg_revenue_daily(ledger.where(F.col("date_key").isin(day_keys)), merchant, payments),
@@ -319,7 +319,7 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
         rows = agg.roll_up_revenue(daily, period).where(F.col(column).isin(starts))
         timed(spec.name, functools.partial(replace_periods, settings, spec, rows, column, starts))
     fraud_days = _dates(pay_days)
-    fraud_keys = [int(x.strftime("%Y%m%d")) for x in fraud_days]
+    fraud_keys = _date_keys(fraud_days)
     timed(t.AGG_FRAUD_DAILY.name, lambda: replace_periods(
         settings, t.AGG_FRAUD_DAILY, agg.build_agg_fraud_daily(payments.where(F.col("date_key").isin(fraud_keys)),
                                                                merchant), "date", fraud_days))
@@ -327,12 +327,17 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
     timed(t.AGG_FRAUD_DIMENSION_DAILY.name, lambda: replace_periods(
         settings, t.AGG_FRAUD_DIMENSION_DAILY, agg.build_agg_fraud_dimension_daily(fraud_daily), "date", fraud_days))
     months = sorted({x.replace(day=1) for x in fraud_days})
-    month_keys = [int(x.strftime("%Y%m%d")) for x in _days_of_months(months)]
+    month_keys = _date_keys(_days_of_months(months))
     timed(t.AGG_CUSTOMER_MONTHLY.name, lambda: replace_periods(
         settings, t.AGG_CUSTOMER_MONTHLY,
         agg.build_agg_customer_monthly(payments.where(F.col("date_key").isin(month_keys))), "month_start", months))
     build_small_aggregates(spark, settings, stats, progress)
     return stats
+
+
+def _date_keys(days: Iterable[dt.date]) -> list[int]:
+    """The facts' `date_key` (yyyymmdd) of each day."""
+    return [int(x.strftime("%Y%m%d")) for x in days]
 
 
 def _days_of_months(months: list[dt.date]) -> list[dt.date]:

@@ -12,6 +12,7 @@ Larger calls (a streaming micro-batch of many payments) keep scikit-learn's vect
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -40,17 +41,19 @@ class ScoreModel(PythonModel):
     def score_records(self, records: list[Any]) -> np.ndarray:
         """P(fraud) per dict of raw values: the same derivation without a DataFrame (the online path)."""
         inputs = records_inputs(records)
-        compiled = self.__dict__.get("_compiled", False)      # built on first use; never pickled with the model
-        if compiled is False:
-            compiled = self.__dict__["_compiled"] = CompiledTrees.of(self.estimator)
-        if compiled is not None and len(records) <= COMPILED_MAX_ROWS:
-            scores: np.ndarray = compiled.predict_proba(inputs)[:, 1]
+        if self.compiled is not None and len(records) <= COMPILED_MAX_ROWS:
+            scores: np.ndarray = self.compiled.predict_proba(inputs)[:, 1]
         else:
             scores = self.estimator.predict_proba(inputs)[:, 1]
         return scores
 
+    @functools.cached_property
+    def compiled(self) -> CompiledTrees | None:
+        """The estimator's trees for the Python walk (None: not a model it reproduces); built on first use."""
+        return CompiledTrees.of(self.estimator)
+
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_compiled"}
+        return {k: v for k, v in self.__dict__.items() if k != "compiled"}    # derived: never pickled
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.Series:
         return pd.Series(self.score_raw(model_input), index=model_input.index, name="score")
@@ -79,7 +82,6 @@ def as_raw_frame(rows: pd.DataFrame) -> pd.DataFrame:
         else:
             out[c] = pd.to_numeric(rows[c], errors="coerce").astype("float64") if c in rows else np.nan
     return out
-
 
 
 class CompiledTrees:
@@ -127,6 +129,6 @@ class CompiledTrees:
         X = np.asarray(inputs, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self._estimator.n_features_in_:
             raise ValueError(f"expected {self._estimator.n_features_in_} inputs per row, got shape {X.shape}")
-        raw = np.array([[self.raw(row)] for row in X.tolist()], dtype=np.float64).reshape(-1, 1)
+        raw = np.array([self.raw(row) for row in X.tolist()], dtype=np.float64).reshape(-1, 1)
         proba: np.ndarray = self._estimator._loss.predict_proba(raw)
         return proba

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,26 +61,6 @@ def gold_lakehouse(stack: Any, settings: Settings, tmp_path_factory: pytest.Temp
         yield GoldLakehouse(own, sets, history, build)
     finally:
         cdc.stop(own, drop_slot=True, progress=None)
-
-
-@contextmanager
-def catalog_of(spark: Any, lakehouse: Settings, home: Settings) -> Iterator[None]:
-    """Points this session's catalog (`bronze.*`, `silver.*`, `gold.*`, `ops.*`) at `lakehouse`'s tables
-    for a while, then back at `home`'s. The entries are external: dropping one leaves its data alone."""
-    from lakehouse.common.tables import LAYERS, attach_catalog
-
-    def detach() -> None:
-        for layer in LAYERS:
-            for table in spark.catalog.listTables(layer):
-                spark.sql(f"DROP TABLE IF EXISTS {layer}.{table.name}")
-
-    detach()
-    attach_catalog(spark, lakehouse)
-    try:
-        yield
-    finally:
-        detach()
-        attach_catalog(spark, home)
 
 
 def run_query(spark: Any, name: str, *params: str) -> list[dict[str, Any]]:

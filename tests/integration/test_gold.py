@@ -22,8 +22,9 @@ import pytest
 from lakehouse.common.tables import table_path
 from lakehouse.gold.tables import FACT_PAYMENTS, GOLD_TABLES, UNKNOWN_SK
 from lakehouse.oltp.db import connect
+from tests.conftest import catalog_of
 from tests.integration import helpers
-from tests.integration.conftest import GoldLakehouse, catalog_of, run_query
+from tests.integration.conftest import GoldLakehouse, run_query
 
 # USD of a minor-unit amount at the rate in effect on a timestamp's UTC day.
 _FX = """CREATE TEMP VIEW {name} AS

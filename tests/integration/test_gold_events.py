@@ -31,7 +31,8 @@ from lakehouse.events.generate import EventOptions, history_events
 from lakehouse.oltp.db import connect
 from lakehouse.oltp.simulator import SimConfig, build_history, build_world
 from lakehouse.silver.events import FAMILIES as SILVER_FAMILIES
-from tests.integration.conftest import GOLD_SIM, GoldLakehouse, catalog_of, run_query
+from tests.conftest import catalog_of
+from tests.integration.conftest import GOLD_SIM, GoldLakehouse, run_query
 
 CENT = Decimal("0.01")
 STEPS = ("landing", "product", "add_to_cart", "cart", "checkout", "pay_click", "payment_attempted",

@@ -31,9 +31,9 @@ from pyspark.sql import functions as F
 from lakehouse.common.config import Settings, load_settings
 from lakehouse.common.tables import table_path
 from lakehouse.oltp.db import connect
-from tests.conftest import free_ports
+from tests.conftest import catalog_of, free_ports
 from tests.integration import helpers
-from tests.integration.conftest import GOLD_OVERRIDES, GoldLakehouse, catalog_of
+from tests.integration.conftest import GOLD_OVERRIDES, GoldLakehouse
 
 ML_OVERRIDES = {"features.project": "ml_e2e", "features.registry_database": "feast_ml_e2e",
                 "ml.tracking_database": "mlflow_ml_e2e", "ml.label_delay_days": "7", "ml.validation_days": "7",

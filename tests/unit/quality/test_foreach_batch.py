@@ -14,39 +14,25 @@ from lakehouse.common.tables import table_path
 from lakehouse.quality.quarantine import write_dq_results, write_quarantine
 from lakehouse.quality.tables import DQ_RESULTS
 from lakehouse.quality.validate import DataQualityError, QualityParams, check_threshold, validate_batch
+from tests.conftest import catalog_of
 
 SCHEMA = ("merchant_id long, name string, country_code string, mcc string, default_currency string, status string, "
           "created_at timestamp, _op string, _seq_lsn long, _seq_offset long, _source_partition int")
 TABLE = "merchants"
 
 
-# the catalog tables these tests' own lakehouse creates
-OWN_TABLES = (DQ_RESULTS.full_name, f"silver.quarantine_{TABLE}")
-
-
 @pytest.fixture
 def own(spark, settings, tmp_path: Path):
     """The session's settings with a lakehouse of this test's own: silver.dq_results skips a (table,
     batch, expectation) it already holds, so another test's merchants batch 0 (the demo's) would hide
-    this one's results.
-
-    `ensure_table` finds a table by its catalog name, so the session's entries for the tables this test
-    writes are set aside first (they are external: dropping an entry keeps the data), and put back
-    afterwards, when this lakehouse's entries are dropped."""
+    this one's results. The catalog points at this lakehouse meanwhile: `ensure_table` finds a table by
+    its catalog name, and would otherwise find the session's `silver.dq_results`."""
     import dataclasses
 
-    before = {name: spark.sql(f"DESCRIBE DETAIL {name}").first()["location"]
-              for name in OWN_TABLES if spark.catalog.tableExists(name)}
-    for name in before:
-        spark.sql(f"DROP TABLE {name}")
-    try:
-        yield dataclasses.replace(settings, paths=dataclasses.replace(settings.paths,
-                                                                      lakehouse_dir=str(tmp_path / "lakehouse")))
-    finally:
-        for name in OWN_TABLES:
-            spark.sql(f"DROP TABLE IF EXISTS {name}")
-        for name, location in before.items():
-            spark.sql(f"CREATE TABLE {name} USING delta LOCATION '{location}'")
+    own = dataclasses.replace(settings, paths=dataclasses.replace(settings.paths,
+                                                                  lakehouse_dir=str(tmp_path / "lakehouse")))
+    with catalog_of(spark, own, settings):
+        yield own
 
 
 def merchant(i: int, **changes: object) -> dict[str, object]:
