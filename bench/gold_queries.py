@@ -13,6 +13,8 @@ Runs on a private PostgreSQL (free port; a temporary state dir, or DIR with --ke
 3. Gold full build (`refresh_gold(full=True)`), then `lakehouse maintain --layer gold` (OPTIMIZE, which
    clusters the facts and daily aggregates, and VACUUM), each timed.
    --keep DIR keeps the state (PostgreSQL and the lakehouse) after phase 3; --reuse DIR starts at phase 4.
+   `--keep DIR --until silver` stops after phase 2 (gold's code can change meanwhile); the next
+   `--reuse DIR` runs phase 3 first.
 4. The relational queries of the pack (queries/*.sql), run in this process as `lakehouse query` runs them:
    one warm-up and `--runs` timed runs each (collect()), p50 / p95; the same for its twin, the same answer
    computed from silver only (bench/silver_twins/<name>.sql), whose rows must equal gold's. Left out:
@@ -378,13 +380,18 @@ def main() -> None:
     ap.add_argument("--live-rate", type=float, default=400, help="payments/s of the live traffic (default 400)")
     keep = ap.add_mutually_exclusive_group()
     keep.add_argument("--keep", type=Path, help="keep the state (PostgreSQL, lakehouse) in DIR after the run")
-    keep.add_argument("--reuse", type=Path, help="start at phase 4 on a DIR kept by --keep (it keeps it too)")
+    keep.add_argument("--reuse", type=Path, help="start at phase 4 on a DIR kept by --keep (it keeps it too); at "
+                      "phase 3 when it was kept --until silver")
+    ap.add_argument("--until", choices=("silver",), help="with --keep: stop after phase 2 (the silver bulk load)")
+    ap.add_argument("--skip-queries", action="store_true", help="leave out phase 4 (to time a refresh alone)")
     ap.add_argument("--skip-incremental", action="store_true", help="leave out phase 5")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help=f"a settings override, e.g. spark.driver_memory=12g (defaults here: {SPARK_DEFAULTS})")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
 
+    if args.until and not args.keep:
+        ap.error("--until needs --keep (the next --reuse goes on from there)")
     state_dir = args.keep or args.reuse
     if args.reuse and not (args.reuse / STATE_FILE).is_file():
         ap.error(f"--reuse {args.reuse}: no {STATE_FILE} there; make one with --keep")
@@ -426,6 +433,12 @@ def main() -> None:
                 loads = load_silver(spark, settings)
             kept["silver_rows"] = {x.table: x.rows for x in loads if x.rows}
             kept["silver_seconds"] = {x.table: round(x.seconds, 1) for x in loads if x.rows}
+            (state / STATE_FILE).write_text(json.dumps(kept, indent=2) + "\n")
+            if args.until == "silver":
+                say(f"kept {state} after phase 2; go on with --reuse {args.keep}")
+                return
+        spark = spark or get_spark(settings, app_name="bench-gold-queries")
+        if "gold_full_build" not in kept:
             with phase("3 gold full build", kept["seconds"]):
                 built = refresh_gold(spark, settings, full=True, progress=say)
             kept["gold_full_build"] = built.as_dict()
@@ -434,7 +447,6 @@ def main() -> None:
             kept["gold_maintain"] = report.totals()
             (state / STATE_FILE).write_text(json.dumps(kept, indent=2) + "\n")
         end = dt.date.fromisoformat(kept["end"])
-        spark = spark or get_spark(settings, app_name="bench-gold-queries")
         from lakehouse.common.tables import attach_catalog
         attach_catalog(spark, settings)
         figures["data"] = {"payments": kept["silver_rows"].get("charges"), "silver_rows": kept["silver_rows"],
@@ -445,8 +457,10 @@ def main() -> None:
         figures["build"] = {"seconds": kept["seconds"], "silver_seconds": kept["silver_seconds"],
                             "gold_full_build": kept["gold_full_build"], "gold_maintain": kept["gold_maintain"]}
 
-        with phase("4 queries", seconds):
-            figures["queries"] = run_queries(spark, end, args.runs)
+        figures["queries"] = {}
+        if not args.skip_queries:
+            with phase("4 queries", seconds):
+                figures["queries"] = run_queries(spark, end, args.runs)
 
         if not args.skip_incremental:
             incremental: dict[str, Any] = {}
@@ -509,7 +523,7 @@ def summary(figures: dict[str, Any]) -> dict[str, Any]:
         "gold_full_build_s": build.get("3 gold full build"),
         "gold_maintain_s": build.get("3 gold maintain (OPTIMIZE + VACUUM)"),
         "queries": len(queries),
-        "gold_p95_max_s": max(q["gold_p95_s"] for q in queries.values()),
+        "gold_p95_max_s": max((q["gold_p95_s"] for q in queries.values()), default=None),
         "gold_p95_ok": f"{sum(q['gold_p95_ok'] for q in queries.values())}/{len(queries)}",
         "ratio_min": min(ratios, default=None), "ratio_median": round(statistics.median(ratios), 1) if ratios else None,
         "ratio_ok": f"{sum(r >= TARGET_RATIO for r in ratios)}/{len(ratios)}",

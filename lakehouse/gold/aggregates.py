@@ -2,7 +2,8 @@
 
     fact_balance_movements + dim_merchant + fact_payments ─ build_agg_revenue_daily ─ roll_up_revenue ─► weekly, monthly
     fact_payments + dim_merchant                          ─ build_agg_fraud_daily
-    fact_payments                                         ─ build_agg_customer_rfm
+    fact_payments                                         ─ build_agg_customer_monthly ─ build_agg_customer_rfm
+    fact_payments                                         ─ build_agg_small_payments
     silver.subscriptions + invoices + dim_plan + FX       ─ build_agg_plan_monthly
     silver.dq_results + quarantine counts                 ─ build_agg_compliance_daily
 
@@ -16,7 +17,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from lakehouse.gold.dims import UNKNOWN, monthly_amount
-from lakehouse.gold.tables import FRAUD_DIMENSIONS, UNKNOWN_COUNTRY
+from lakehouse.gold.tables import FRAUD_DIMENSIONS, SMALL_PAYMENT_MAX_USD, UNKNOWN_COUNTRY
 
 REVENUE_KEYS = ("merchant_id", "country_code", "currency_code", "payment_method_kind")
 _USD_SUM = "decimal(38,2)"
@@ -111,6 +112,13 @@ def build_agg_customer_monthly(payments: DataFrame) -> DataFrame:
     return (captured.groupBy(F.trunc(day, "MM").alias("month_start"), "customer_id")
             .agg(F.count(F.lit(1)).alias("payments"), F.sum("captured_amount_usd").cast(_USD_SUM).alias("amount_usd"),
                  F.min(day).alias("first_payment_date"), F.max(day).alias("last_payment_date")))
+
+
+def build_agg_small_payments(payments: DataFrame) -> DataFrame:
+    """fact_payments -> the payments of at most SMALL_PAYMENT_MAX_USD (in USD), with their day."""
+    return (payments.where(F.col("amount_usd") <= F.lit(SMALL_PAYMENT_MAX_USD))
+            .select(F.to_date("created_at").alias("date"), "charge_id", "created_at", "customer_id", "merchant_id",
+                    "status", "amount_usd"))
 
 
 def build_agg_customer_rfm(monthly: DataFrame) -> DataFrame:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from delta.tables import DeltaTable
@@ -64,19 +64,25 @@ def read_gold(spark: SparkSession, settings: Settings, table: TableSpec) -> Data
     return spark.read.format("delta").load(table_path(settings, table.full_name))
 
 
-def _quarantined(spark: SparkSession, settings: Settings) -> DataFrame:
-    """Every quarantined row of silver (captured tables' and event families') as (`table`, `quarantined_at`)."""
+def quarantine_paths(settings: Settings) -> dict[str, str]:
+    """The path of every quarantine table of silver (captured tables' and event families'), by table name."""
     from lakehouse.bronze.tables import EVENT_FAMILIES
-    from lakehouse.quality.tables import QUARANTINE_PREFIX, QUARANTINE_TABLES, quarantine_table
+    from lakehouse.quality.tables import QUARANTINE_TABLES, quarantine_table
     from lakehouse.silver.events import event_family
 
     tables = {q.full_name: q for q in QUARANTINE_TABLES}
     tables.update({q.full_name: q for q in (quarantine_table(event_family(f).table.name) for f in EVENT_FAMILIES)})
-    paths = {name: table_path(settings, q.full_name) for name, q in sorted(tables.items())}
+    return {name: table_path(settings, name) for name in sorted(tables)}
+
+
+def _quarantined(spark: SparkSession, settings: Settings) -> DataFrame:
+    """Every quarantined row of silver as (`table`, `quarantined_at`)."""
+    from lakehouse.quality.tables import QUARANTINE_PREFIX
+
     parts = [spark.read.format("delta").load(path).select(
-                 F.lit(tables[name].name.removeprefix(QUARANTINE_PREFIX)).alias("table"),
+                 F.lit(name.split(".", 1)[1].removeprefix(QUARANTINE_PREFIX)).alias("table"),
                  F.col("_quarantined_at").alias("quarantined_at"))
-             for name, path in paths.items() if DeltaTable.isDeltaTable(spark, path)]
+             for name, path in quarantine_paths(settings).items() if DeltaTable.isDeltaTable(spark, path)]
     empty = spark.createDataFrame([], "table string, quarantined_at timestamp")
     return functools.reduce(DataFrame.unionByName, parts, empty)
 
@@ -132,7 +138,8 @@ def build_gold(spark: SparkSession, settings: Settings, progress: Callable[[str]
         write,
         (t.AGG_REVENUE_DAILY, lambda: agg.build_agg_revenue_daily(ledger, d.merchant, payments)),
         (t.AGG_FRAUD_DAILY, lambda: agg.build_agg_fraud_daily(payments, d.merchant)),
-        (t.AGG_CUSTOMER_MONTHLY, lambda: agg.build_agg_customer_monthly(payments)))
+        (t.AGG_CUSTOMER_MONTHLY, lambda: agg.build_agg_customer_monthly(payments)),
+        (t.AGG_SMALL_PAYMENTS, lambda: agg.build_agg_small_payments(payments)))
     _phase(write,
            (t.AGG_REVENUE_WEEKLY, lambda: agg.roll_up_revenue(daily["agg_revenue_daily"], "week")),
            (t.AGG_REVENUE_MONTHLY, lambda: agg.roll_up_revenue(daily["agg_revenue_daily"], "month")),
@@ -141,27 +148,38 @@ def build_gold(spark: SparkSession, settings: Settings, progress: Callable[[str]
     return stats
 
 
+SMALL_AGGREGATES = (t.DIM_DATE, t.AGG_CUSTOMER_RFM, t.AGG_PLAN_MONTHLY, t.AGG_COMPLIANCE_DAILY)
+_FACT_DAYS = ((t.FACT_PAYMENTS, "created_at"), (t.FACT_REFUNDS, "created_at"), (t.FACT_DISPUTES, "opened_at"),
+              (t.FACT_BALANCE, "created_at"), (t.FACT_SUBSCRIPTION_EVENTS, "event_at"))
+
+
+def fact_date_bounds(spark: SparkSession, settings: Settings) -> DataFrame:
+    """The first and last `date_key` of each fact as rows of one DATE column `date` (MIN / MAX of a
+    column with file statistics: Delta answers them from its log, without reading the facts)."""
+    bounds = [read_gold(spark, settings, f).agg(F.min("date_key").alias("lo"), F.max("date_key").alias("hi"))
+              for f, _ in _FACT_DAYS]
+    keys = functools.reduce(DataFrame.unionByName, bounds).select(F.explode(F.array("lo", "hi")).alias("k"))
+    return keys.where(F.col("k").isNotNull()).select(F.to_date(F.col("k").cast("string"), "yyyyMMdd").alias("date"))
+
+
 def build_small_aggregates(spark: SparkSession, settings: Settings, stats: GoldStats,
-                           progress: Callable[[str], None]) -> None:
-    """The tables rebuilt whole by every build and refresh: the calendar (it spans every fact), RFM (it
-    ranks every customer; from agg_customer_monthly), plan performance and data-quality compliance (both
-    small)."""
+                           progress: Callable[[str], None], only: Collection[str] | None = None) -> None:
+    """The tables rebuilt whole (SMALL_AGGREGATES; `only` those named): the calendar (it spans every
+    fact), RFM (it ranks every customer; from agg_customer_monthly), plan performance and data-quality
+    compliance (both small)."""
     write = writer(spark, settings, stats, progress)
 
     def gold(table: TableSpec) -> DataFrame:
         return read_gold(spark, settings, table)
 
-    dates = functools.reduce(DataFrame.unionByName, [
-        gold(f).select(F.to_date(F.col(c)).alias("date")) for f, c in
-        ((t.FACT_PAYMENTS, "created_at"), (t.FACT_REFUNDS, "created_at"), (t.FACT_DISPUTES, "opened_at"),
-         (t.FACT_BALANCE, "created_at"), (t.FACT_SUBSCRIPTION_EVENTS, "event_at"))])
-    _phase(
-        write,
-        (t.DIM_DATE, lambda: dims.build_dim_date(dates)),
-        (t.AGG_CUSTOMER_RFM, lambda: agg.build_agg_customer_rfm(gold(t.AGG_CUSTOMER_MONTHLY))),
-        (t.AGG_PLAN_MONTHLY, lambda: agg.build_agg_plan_monthly(
+    jobs = {
+        t.DIM_DATE.name: (t.DIM_DATE, lambda: dims.build_dim_date(fact_date_bounds(spark, settings))),
+        t.AGG_CUSTOMER_RFM.name: (t.AGG_CUSTOMER_RFM, lambda: agg.build_agg_customer_rfm(gold(t.AGG_CUSTOMER_MONTHLY))),
+        t.AGG_PLAN_MONTHLY.name: (t.AGG_PLAN_MONTHLY, lambda: agg.build_agg_plan_monthly(
             read_silver(spark, settings, "subscriptions"), read_silver(spark, settings, "invoices"),
             gold(t.DIM_PLAN).where(F.col("plan_id") != F.lit(t.UNKNOWN_SK)),
             read_silver(spark, settings, "ref_fx_rates"))),
-        (t.AGG_COMPLIANCE_DAILY, lambda: agg.build_agg_compliance_daily(read_silver(spark, settings, "dq_results"),
-                                                                        _quarantined(spark, settings))))
+        t.AGG_COMPLIANCE_DAILY.name: (t.AGG_COMPLIANCE_DAILY, lambda: agg.build_agg_compliance_daily(
+            read_silver(spark, settings, "dq_results"), _quarantined(spark, settings)))}
+    assert set(jobs) == {s.name for s in SMALL_AGGREGATES}
+    _phase(write, *[job for name, job in jobs.items() if only is None or name in only])

@@ -23,11 +23,12 @@ Data Feed fall back to a full build.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -40,7 +41,14 @@ from lakehouse.common.tables import TableSpec, conform, delta_version, overwrite
 from lakehouse.gold import aggregates as agg
 from lakehouse.gold import dims, facts
 from lakehouse.gold import tables as t
-from lakehouse.gold.build import GoldStats, build_gold, build_small_aggregates, read_gold
+from lakehouse.gold.build import (
+    GoldStats,
+    build_gold,
+    build_small_aggregates,
+    fact_date_bounds,
+    quarantine_paths,
+    read_gold,
+)
 from lakehouse.gold.sources import SILVER_INPUTS, read_silver, silver_changes, silver_path
 from lakehouse.ops.tables import GOLD_REFRESH
 
@@ -53,13 +61,19 @@ DIM_SOURCES: dict[str, tuple[str, ...]] = {
     t.DIM_PAYMENT_METHOD.name: ("payment_methods", "cards"), t.DIM_GEOGRAPHY.name: ("ref_countries", "ref_regions"),
     t.DIM_CURRENCY.name: ("ref_currencies",), t.DIM_PLAN.name: ("plans", "products")}
 FULL_REBUILD_SOURCES = ("ref_countries",)
+# The silver tables agg_plan_monthly is computed from (with dim_plan's).
+PLAN_SOURCES = ("subscriptions", "invoices", "plans", "products", "ref_fx_rates")
+NOTHING = "no affected rows"
+BROADCAST_KEYS = 5_000_000      # key sets up to this many rows are broadcast into joins with whole tables
 
 
 def silver_versions(spark: SparkSession, settings: Settings) -> dict[str, int]:
-    """The current version of every silver table gold reads (NO_VERSION when it does not exist)."""
+    """The current version of every silver table gold reads (NO_VERSION when it does not exist): the
+    SILVER_INPUTS by their short names, the quarantine tables (compliance counts their rows) by full name."""
+    paths = {**{name: silver_path(settings, name) for name in SILVER_INPUTS}, **quarantine_paths(settings)}
     out = {}
-    for name in SILVER_INPUTS:
-        version = delta_version(spark, silver_path(settings, name))
+    for name, path in paths.items():
+        version = delta_version(spark, path)
         out[name] = NO_VERSION if version is None else version
     return out
 
@@ -140,26 +154,39 @@ def _facts_of(fact: DataFrame, members: DataFrame, key: str, since: str, at: str
 
 
 def merge_rows(spark: SparkSession, settings: Settings, table: TableSpec, recomputed: DataFrame,
-               groups: DataFrame, row_keys: Sequence[str]) -> dict[str, int]:
+               groups: DataFrame, row_keys: Sequence[str], prune: str = "date_key") -> dict[str, int]:
     """Makes the rows of `table` in the affected `groups` (a DataFrame of key columns) equal to
     `recomputed`: rows that changed are updated, new ones inserted, rows of those groups that are no
-    longer recomputed deleted; identical rows are left alone (no rewrite, no change feed)."""
+    longer recomputed deleted; identical rows are left alone (no rewrite, no change feed).
+
+    The MERGE reads only the files that can hold the `prune` values (the facts' clustering column, a day)
+    of the rows recomputed and of the groups' current rows: the only rows a source key can match, so a
+    refresh of a few days reads those days' files, not the whole fact."""
     path = table_path(settings, table.full_name)
     target = DeltaTable.forPath(spark, path)
-    new = conform(recomputed, table)
-    current = target.toDF().join(groups, on=list(groups.columns), how="left_semi")
-    gone = current.join(new, on=list(row_keys), how="left_anti").select(*row_keys)
-    source = (new.withColumn("__delete", F.lit(False))
-              .unionByName(gone.withColumn("__delete", F.lit(True)), allowMissingColumns=True))
-    on = all_of([F.col(f"t.{k}").eqNullSafe(F.col(f"s.{k}")) for k in row_keys])
-    columns = [c for c in table.schema.fieldNames()]
-    differs = ~all_of([F.col(f"t.{c}").eqNullSafe(F.col(f"s.{c}")) for c in columns])
-    values: dict[str, str | Column] = {c: F.col(f"s.{c}") for c in columns}
-    result = (target.alias("t").merge(source.alias("s"), on)
-              .whenMatchedDelete(condition=F.col("s.__delete"))
-              .whenMatchedUpdate(condition=differs, set=values)
-              .whenNotMatchedInsert(condition=~F.col("s.__delete"), values=values)
-              .execute()).first()
+    new = conform(recomputed, table).persist()
+    current = (target.toDF().select(*row_keys, prune).join(groups, on=list(groups.columns), how="left_semi")
+               .persist())
+    try:
+        values = sorted(r[0] for r in new.select(prune).union(current.select(prune)).distinct().collect())
+        if not values:
+            return {"inserted": 0, "updated": 0, "deleted": 0}
+        gone = current.join(new, on=list(row_keys), how="left_anti").select(*row_keys)
+        source = (new.withColumn("__delete", F.lit(False))
+                  .unionByName(gone.withColumn("__delete", F.lit(True)), allowMissingColumns=True))
+        on = all_of([F.col(f"t.{prune}").isin(values),
+                     *[F.col(f"t.{k}").eqNullSafe(F.col(f"s.{k}")) for k in row_keys]])
+        columns = [c for c in table.schema.fieldNames()]
+        differs = ~all_of([F.col(f"t.{c}").eqNullSafe(F.col(f"s.{c}")) for c in columns])
+        set_to: dict[str, str | Column] = {c: F.col(f"s.{c}") for c in columns}
+        result = (target.alias("t").merge(source.alias("s"), on)
+                  .whenMatchedDelete(condition=F.col("s.__delete"))
+                  .whenMatchedUpdate(condition=differs, set=set_to)
+                  .whenNotMatchedInsert(condition=~F.col("s.__delete"), values=set_to)
+                  .execute()).first()
+    finally:
+        new.unpersist()
+        current.unpersist()
     assert result is not None
     return {"inserted": int(result["num_inserted_rows"]), "updated": int(result["num_updated_rows"]),
             "deleted": int(result["num_deleted_rows"])}
@@ -221,6 +248,11 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
     def silver(name: str) -> DataFrame:
         return read_silver(spark, settings, name)
 
+    def merge_affected(spec: TableSpec, recompute: Callable[[], DataFrame], groups: DataFrame, n: int,
+                       row_keys: list[str]) -> object:
+        """merge_rows of the `n` affected groups; nothing at all (no scan, no commit) when there are none."""
+        return merge_rows(spark, settings, spec, recompute(), groups, row_keys) if n else NOTHING
+
     # Dimensions whose silver tables changed, rebuilt whole; the others as they are.
     builders: dict[str, Callable[[], DataFrame]] = {
         t.DIM_MERCHANT.name: lambda: dims.build_dim_merchant(silver("merchants"), silver("ref_merchant_categories")),
@@ -258,29 +290,34 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
         _facts_of(pay, customers, "customer_id", "__since", "created_at").select("charge_id"),
         pay.join(methods, on="payment_method_id", how="left_semi").select("charge_id"),
         pay.where(any_of([F.col(c) == unknown for c in ("merchant_sk", "customer_sk", "payment_method_key")]))
-        .select("charge_id")]).distinct().persist()
-    charges = silver("charges").join(charge_ids, on="charge_id", how="left_semi")
-    timed(t.FACT_PAYMENTS.name, lambda: merge_rows(
-        spark, settings, t.FACT_PAYMENTS, facts.build_fact_payments(charges, silver("fraud_ground_truth"),
-                                                                     silver("disputes"), d),
-        charge_ids, ["charge_id"]))
-    charge_ids.unpersist()
+        .select("charge_id")]).distinct()
+    with _materialized(charge_ids) as (charge_ids, n):
+        def of_charges(name: str) -> DataFrame:
+            return silver(name).join(_hint(charge_ids, n), on="charge_id", how="left_semi")
+        timed(t.FACT_PAYMENTS.name, functools.partial(
+            merge_affected, t.FACT_PAYMENTS, lambda: facts.build_fact_payments(
+                of_charges("charges"), of_charges("fraud_ground_truth"), of_charges("disputes"), d),
+            charge_ids, n, ["charge_id"]))
 
     # fact_refunds, fact_disputes, fact_balance_movements: own changes, merchant versions, unknown merchants
-    all_charges = silver("charges")
-    for spec, source, key, at, build in (
-            (t.FACT_REFUNDS, "refunds", "refund_id", "created_at",
-             lambda rows: facts.build_fact_refunds(rows, all_charges, d)),
-            (t.FACT_DISPUTES, "disputes", "dispute_id", "opened_at",
-             lambda rows: facts.build_fact_disputes(rows, all_charges, d)),
-            (t.FACT_BALANCE, "balance_transactions", "txn_id", "created_at",
-             lambda rows: facts.build_fact_balance_movements(rows, d))):
+    def charges_of(rows: DataFrame, n: int) -> DataFrame:
+        """The silver charges `rows` (at most `n`) point at."""
+        return silver("charges").join(_hint(rows.select("charge_id"), n), on="charge_id", how="left_semi")
+
+    builds: tuple[tuple[TableSpec, str, str, str, Callable[[DataFrame, int], DataFrame]], ...] = (
+        (t.FACT_REFUNDS, "refunds", "refund_id", "created_at",
+         lambda rows, n: facts.build_fact_refunds(rows, charges_of(rows, n), d)),
+        (t.FACT_DISPUTES, "disputes", "dispute_id", "opened_at",
+         lambda rows, n: facts.build_fact_disputes(rows, charges_of(rows, n), d)),
+        (t.FACT_BALANCE, "balance_transactions", "txn_id", "created_at",
+         lambda rows, n: facts.build_fact_balance_movements(rows, d)))
+    for spec, source, key, at, build in builds:
         fact = read_gold(spark, settings, spec)
         keys = _union([_ids(cdf(source), key), _facts_of(fact, merchants, "merchant_id", "__since", at).select(key),
-                       fact.where(F.col("merchant_sk") == unknown).select(key)]).distinct().persist()
-        rows = silver(source).join(keys, on=key, how="left_semi")
-        timed(spec.name, functools.partial(merge_rows, spark, settings, spec, build(rows), keys, [key]))
-        keys.unpersist()
+                       fact.where(F.col("merchant_sk") == unknown).select(key)]).distinct()
+        with _materialized(keys) as (keys, n):
+            rows = silver(source).join(_hint(keys, n), on=key, how="left_semi")
+            timed(spec.name, functools.partial(merge_affected, spec, functools.partial(build, rows, n), keys, n, [key]))
 
     # fact_subscription_events: every event of an affected subscription
     events = read_gold(spark, settings, t.FACT_SUBSCRIPTION_EVENTS)
@@ -290,13 +327,14 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
     subs = _union([_ids(cdf("subscriptions"), "subscription_id"), _ids(cdf("invoices"), "subscription_id"),
                    events.join(plan_ids, on="plan_id", how="left_semi").select("subscription_id"),
                    _facts_of(events, customers, "customer_id", "__since", "event_at").select("subscription_id"),
-                   events.where(F.col("customer_sk") == unknown).select("subscription_id")]).distinct().persist()
-    timed(t.FACT_SUBSCRIPTION_EVENTS.name, lambda: merge_rows(
-        spark, settings, t.FACT_SUBSCRIPTION_EVENTS,
-        facts.build_fact_subscription_events(silver("subscriptions").join(subs, on="subscription_id", how="left_semi"),
-                                             silver("invoices").join(subs, on="subscription_id", how="left_semi"), d),
-        subs, ["subscription_id", "event_type", "event_at"]))
-    subs.unpersist()
+                   events.where(F.col("customer_sk") == unknown).select("subscription_id")]).distinct()
+    with _materialized(subs) as (subs, n):
+        def of_subs(name: str) -> DataFrame:
+            return silver(name).join(_hint(subs, n), on="subscription_id", how="left_semi")
+        timed(t.FACT_SUBSCRIPTION_EVENTS.name, functools.partial(
+            merge_affected, t.FACT_SUBSCRIPTION_EVENTS,
+            lambda: facts.build_fact_subscription_events(of_subs("subscriptions"), of_subs("invoices"), d),
+            subs, n, ["subscription_id", "event_type", "event_at"]))
 
     # Aggregates of the days whose facts changed.
     payments, ledger = read_gold(spark, settings, t.FACT_PAYMENTS), read_gold(spark, settings, t.FACT_BALANCE)
@@ -306,10 +344,11 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
         _fact_dates(spark, settings, t.FACT_BALANCE, before[t.FACT_BALANCE.name], "created_at"),
         ledger.join(changed_pay, on="charge_id", how="left_semi").select(F.to_date("created_at").alias("date"))]))
     merchant = read_gold(spark, settings, t.DIM_MERCHANT)
-    day_keys = _date_keys(ledger_days)
+    day_ledger = ledger.where(F.col("date_key").isin(_date_keys(ledger_days)))
+    day_charges = F.broadcast(day_ledger.select("charge_id").where(F.col("charge_id").isNotNull()).distinct())
     timed(t.AGG_REVENUE_DAILY.name, lambda: replace_periods(
         settings, t.AGG_REVENUE_DAILY,
-        agg.build_agg_revenue_daily(ledger.where(F.col("date_key").isin(day_keys)), merchant, payments),
+        agg.build_agg_revenue_daily(day_ledger, merchant, payments.join(day_charges, on="charge_id", how="left_semi")),
         "date", ledger_days))
     daily = read_gold(spark, settings, t.AGG_REVENUE_DAILY)
     for spec, period, column in ((t.AGG_REVENUE_WEEKLY, "week", "week_start"),
@@ -318,21 +357,56 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
                          for x in ledger_days})
         rows = agg.roll_up_revenue(daily, period).where(F.col(column).isin(starts))
         timed(spec.name, functools.partial(replace_periods, settings, spec, rows, column, starts))
-    fraud_days = _dates(pay_days)
-    fraud_keys = _date_keys(fraud_days)
+    payment_days = _dates(pay_days)
+    of_days = payments.where(F.col("date_key").isin(_date_keys(payment_days)))
     timed(t.AGG_FRAUD_DAILY.name, lambda: replace_periods(
-        settings, t.AGG_FRAUD_DAILY, agg.build_agg_fraud_daily(payments.where(F.col("date_key").isin(fraud_keys)),
-                                                               merchant), "date", fraud_days))
-    fraud_daily = read_gold(spark, settings, t.AGG_FRAUD_DAILY).where(F.col("date").isin(fraud_days))
+        settings, t.AGG_FRAUD_DAILY, agg.build_agg_fraud_daily(of_days, merchant), "date", payment_days))
+    fraud_daily = read_gold(spark, settings, t.AGG_FRAUD_DAILY).where(F.col("date").isin(payment_days))
     timed(t.AGG_FRAUD_DIMENSION_DAILY.name, lambda: replace_periods(
-        settings, t.AGG_FRAUD_DIMENSION_DAILY, agg.build_agg_fraud_dimension_daily(fraud_daily), "date", fraud_days))
-    months = sorted({x.replace(day=1) for x in fraud_days})
+        settings, t.AGG_FRAUD_DIMENSION_DAILY, agg.build_agg_fraud_dimension_daily(fraud_daily), "date",
+        payment_days))
+    timed(t.AGG_SMALL_PAYMENTS.name, lambda: replace_periods(
+        settings, t.AGG_SMALL_PAYMENTS, agg.build_agg_small_payments(of_days), "date", payment_days))
+    months = sorted({x.replace(day=1) for x in payment_days})
     month_keys = _date_keys(_days_of_months(months))
     timed(t.AGG_CUSTOMER_MONTHLY.name, lambda: replace_periods(
         settings, t.AGG_CUSTOMER_MONTHLY,
         agg.build_agg_customer_monthly(payments.where(F.col("date_key").isin(month_keys))), "month_start", months))
-    build_small_aggregates(spark, settings, stats, progress)
+
+    # The tables rebuilt whole, when what they are computed from changed.
+    small = {t.DIM_DATE.name} if _calendar_moved(spark, settings) else set()
+    if months:
+        small.add(t.AGG_CUSTOMER_RFM.name)
+    if set(changed) & set(PLAN_SOURCES):
+        small.add(t.AGG_PLAN_MONTHLY.name)
+    if set(changed) & {"dq_results", *quarantine_paths(settings)}:
+        small.add(t.AGG_COMPLIANCE_DAILY.name)
+    progress(f"gold: rebuilt whole: {', '.join(sorted(small)) or 'none'}")
+    build_small_aggregates(spark, settings, stats, progress, only=small)
     return stats
+
+
+def _calendar_moved(spark: SparkSession, settings: Settings) -> bool:
+    """Whether the facts' first or last day is no longer dim_date's."""
+    facts_days = fact_date_bounds(spark, settings).agg(F.min("date"), F.max("date")).first()
+    calendar = read_gold(spark, settings, t.DIM_DATE).agg(F.min("date"), F.max("date")).first()
+    return tuple(facts_days or ()) != tuple(calendar or ())
+
+
+@contextlib.contextmanager
+def _materialized(df: DataFrame) -> Iterator[tuple[DataFrame, int]]:
+    """`df` cached and counted (Spark then knows its true size when it plans joins), unpersisted after."""
+    df = df.persist()
+    try:
+        yield df, df.count()
+    finally:
+        df.unpersist()
+
+
+def _hint(keys: DataFrame, n: int) -> DataFrame:
+    """`keys` (about `n` rows) marked for broadcast when they are few enough: a join with a whole silver
+    table then reads that table once, without shuffling it."""
+    return F.broadcast(keys) if n <= BROADCAST_KEYS else keys
 
 
 def _date_keys(days: Iterable[dt.date]) -> list[int]:

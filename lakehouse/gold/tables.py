@@ -24,6 +24,9 @@ LAYER = "gold"
 UNKNOWN_SK = -1
 UNKNOWN_COUNTRY = "ZZ"
 _CDF = {"delta.enableChangeDataFeed": "true"}
+# Deletion vectors: a MERGE, DELETE or replaceWhere that changes a few rows of a file marks them deleted
+# instead of rewriting the file, so an incremental refresh writes what changed, not the files it touches.
+_DV = {"delta.enableDeletionVectors": "true"}
 
 _MONEY = "decimal(23,4)"      # an amount in its own currency (silver's conformed DECIMAL)
 _USD = "decimal(25,2)"        # one amount in USD
@@ -101,21 +104,21 @@ FACT_PAYMENTS = TableSpec(LAYER, "fact_payments", columns(
     "original currency and in USD at the FX rate of the payment's day. `country_code` is the payer's IP "
     "country (ZZ when unknown). `is_fraud` is the fraud label when one is known (NULL: no label yet). "
     "`disputed`: a chargeback was opened.",
-    properties=_CDF, cluster_by=("date_key", "merchant_id"))
+    properties={**_CDF, **_DV}, cluster_by=("date_key", "merchant_id"))
 
 FACT_REFUNDS = TableSpec(LAYER, "fact_refunds", columns(
     "refund_id bigint not null, charge_id bigint, created_at timestamp not null, date_key int not null, "
     "merchant_id bigint, merchant_sk bigint not null, currency_code string, "
     f"{_money('amount')}, reason string, status string"),
     "Refunds. Grain: one row per refund, in its current state; the merchant is the refunded payment's.",
-    properties=_CDF, cluster_by=("date_key", "merchant_id"))
+    properties={**_CDF, **_DV}, cluster_by=("date_key", "merchant_id"))
 
 FACT_DISPUTES = TableSpec(LAYER, "fact_disputes", columns(
     "dispute_id bigint not null, charge_id bigint, opened_at timestamp not null, date_key int not null, "
     "closed_at timestamp, merchant_id bigint, merchant_sk bigint not null, currency_code string, "
     f"{_money('amount')}, reason string, status string"),
     "Disputes (chargebacks). Grain: one row per dispute, in its current state, dated by when it was opened.",
-    properties=_CDF, cluster_by=("date_key", "merchant_id"))
+    properties={**_CDF, **_DV}, cluster_by=("date_key", "merchant_id"))
 
 FACT_BALANCE = TableSpec(LAYER, "fact_balance_movements", columns(
     "txn_id bigint not null, created_at timestamp not null, date_key int not null, merchant_id bigint, "
@@ -123,7 +126,7 @@ FACT_BALANCE = TableSpec(LAYER, "fact_balance_movements", columns(
     f"currency_code string, {_money('amount', 'fee', 'net')}"),
     "The merchants' ledger. Grain: one row per balance transaction (charge, refund, dispute, dispute_won); "
     "amounts are signed as in the OLTP ledger (debits negative), net = amount - fee.",
-    properties=_CDF, cluster_by=("date_key", "merchant_id"))
+    properties={**_CDF, **_DV}, cluster_by=("date_key", "merchant_id"))
 
 FACT_SUBSCRIPTION_EVENTS = TableSpec(LAYER, "fact_subscription_events", columns(
     "subscription_id bigint not null, event_type string not null, event_at timestamp not null, "
@@ -131,7 +134,7 @@ FACT_SUBSCRIPTION_EVENTS = TableSpec(LAYER, "fact_subscription_events", columns(
     f"invoice_id bigint, currency_code string, {_money('amount')}"),
     "Subscription lifecycle. Grain: one row per event of a subscription: `started` (created), "
     "`invoice_paid` (with the invoice's amount), `canceled`.",
-    properties=_CDF, cluster_by=("date_key",))
+    properties={**_CDF, **_DV}, cluster_by=("date_key",))
 
 _REVENUE = (f"payments bigint, gross_usd {_USD_SUM}, refunds_usd {_USD_SUM}, disputes_usd {_USD_SUM}, "
             f"fees_usd {_USD_SUM}, net_usd {_USD_SUM}, net decimal(38,4)")
@@ -144,7 +147,7 @@ _REVENUE_DOC = ("Revenue from the ledger: gross (charges), refunds, disputes (ne
 
 AGG_REVENUE_DAILY = TableSpec(LAYER, "agg_revenue_daily", columns(
     f"date date not null, {_REVENUE_DIMS}, {_REVENUE}"), _REVENUE_DOC.format(grain="day"),
-    cluster_by=("date", "merchant_id"))
+    properties=_DV, cluster_by=("date", "merchant_id"))
 AGG_REVENUE_WEEKLY = TableSpec(LAYER, "agg_revenue_weekly", columns(
     f"week_start date not null, {_REVENUE_DIMS}, {_REVENUE}"), _REVENUE_DOC.format(grain="ISO week"))
 AGG_REVENUE_MONTHLY = TableSpec(LAYER, "agg_revenue_monthly", columns(
@@ -157,7 +160,7 @@ AGG_FRAUD_DAILY = TableSpec(LAYER, "agg_fraud_daily", columns(
     f"disputed_payments bigint, disputed_amount_usd {_USD_SUM}"),
     "Fraud and disputes by payment day x hour x merchant x MCC x payer country x device x BIN country: "
     "payments, labelled fraud and disputed payments (counts and USD amounts). Rates are ratios of these "
-    "sums (queries/fraud_rates.sql).", cluster_by=("date", "merchant_id"))
+    "sums (queries/fraud_rates.sql).", properties=_DV, cluster_by=("date", "merchant_id"))
 
 FRAUD_DIMENSIONS = ("device", "country", "hour", "bin_country", "merchant", "mcc")
 AGG_FRAUD_DIMENSION_DAILY = TableSpec(LAYER, "agg_fraud_dimension_daily", columns(
@@ -167,14 +170,22 @@ AGG_FRAUD_DIMENSION_DAILY = TableSpec(LAYER, "agg_fraud_dimension_daily", column
     "agg_fraud_daily rolled up to one dimension at a time: `dimension` is device, country (payer IP), hour "
     "(two digits), bin_country, merchant (its id) or mcc, `value` its value. Grain: one row per day x "
     "dimension x value; a few hundred rows a day, so a rate by one dimension reads no more.",
-    cluster_by=("dimension", "date"))
+    properties=_DV, cluster_by=("dimension", "date"))
 
 AGG_CUSTOMER_MONTHLY = TableSpec(LAYER, "agg_customer_monthly", columns(
     "month_start date not null, customer_id bigint not null, payments bigint, "
     f"amount_usd {_USD_SUM}, first_payment_date date, last_payment_date date"),
     "Captured payments per customer and month: count, captured amount in USD, first and last payment day. "
     "Grain: one row per month x customer with a captured payment. Cohorts (queries/cohort_retention.sql) "
-    "and RFM (agg_customer_rfm) are computed from it.", cluster_by=("month_start",))
+    "and RFM (agg_customer_rfm) are computed from it.", properties=_DV, cluster_by=("month_start",))
+
+SMALL_PAYMENT_MAX_USD = 10     # card testing probes with a few dollars (queries/card_testing.sql)
+AGG_SMALL_PAYMENTS = TableSpec(LAYER, "agg_small_payments", columns(
+    "date date not null, charge_id bigint not null, created_at timestamp not null, customer_id bigint, "
+    f"merchant_id bigint, status string, amount_usd {_USD}"),
+    f"The payments of at most {SMALL_PAYMENT_MAX_USD} USD (fact_payments' columns the card-testing pattern "
+    "needs; about 1 payment in 10): a filtered projection, not a sum. Grain: one row per payment attempt of "
+    f"amount_usd <= {SMALL_PAYMENT_MAX_USD}.", properties=_DV, cluster_by=("date",))
 
 AGG_CUSTOMER_RFM = TableSpec(LAYER, "agg_customer_rfm", columns(
     "customer_id bigint not null, as_of date not null, last_payment_date date, recency_days int, "
@@ -201,7 +212,7 @@ DIMENSIONS = (DIM_DATE, DIM_TIME, DIM_MERCHANT, DIM_CUSTOMER, DIM_PAYMENT_METHOD
               DIM_DEVICE, DIM_PLAN)
 FACTS = (FACT_PAYMENTS, FACT_REFUNDS, FACT_DISPUTES, FACT_BALANCE, FACT_SUBSCRIPTION_EVENTS)
 AGGREGATES = (AGG_REVENUE_DAILY, AGG_REVENUE_WEEKLY, AGG_REVENUE_MONTHLY, AGG_FRAUD_DAILY, AGG_FRAUD_DIMENSION_DAILY,
-              AGG_CUSTOMER_MONTHLY, AGG_CUSTOMER_RFM, AGG_PLAN_MONTHLY, AGG_COMPLIANCE_DAILY)
+              AGG_CUSTOMER_MONTHLY, AGG_SMALL_PAYMENTS, AGG_CUSTOMER_RFM, AGG_PLAN_MONTHLY, AGG_COMPLIANCE_DAILY)
 GOLD_TABLES = DIMENSIONS + FACTS + AGGREGATES
 
 register(*GOLD_TABLES)

@@ -2,6 +2,9 @@
 
 - The tables are the ones on storage, as `attach_catalog` finds them (registered or not: silver's CDC
   tables are created from the live OLTP schema and are not in the registry).
+- A registered table first gets the properties its spec declares and it lacks (ALTER TABLE SET
+  TBLPROPERTIES): a table created before a property was declared (e.g. gold's deletion vectors) is
+  brought up to its spec; nothing is ever unset.
 - OPTIMIZE is `DeltaTable.optimize().executeCompaction()`. On a liquid-clustered table (by their specs,
   gold's facts and daily aggregates) Delta 4.4 clusters by the table's clustering columns in that same call, exactly
   as SQL `OPTIMIZE` does (the commit records `clusterBy`); on the others it bin-packs small files.
@@ -31,7 +34,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from lakehouse.common.config import Settings
-from lakehouse.common.tables import LAYERS, attach_catalog, delta_version, table_path
+from lakehouse.common.tables import LAYERS, attach_catalog, delta_version, registered, table_path
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,7 @@ class TableResult:
     optimize_removed: int = 0
     optimize_added: int = 0
     clustered_by: list[str] = field(default_factory=list)
+    properties_set: dict[str, str] = field(default_factory=dict)
     vacuumed_files: int | None = 0
     would_vacuum: list[str] = field(default_factory=list)       # the dry run's list
     seconds: float = 0.0
@@ -169,11 +173,16 @@ def _session_conf(spark: SparkSession, conf: Mapping[str, str]) -> Iterator[None
                 spark.conf.set(k, old)
 
 
-def _detail(spark: SparkSession, path: str) -> tuple[int, list[str]]:
-    """The table's live file count and clustering columns."""
-    row = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").select("numFiles", "clusteringColumns").first()
+def _detail(spark: SparkSession, path: str) -> tuple[int, list[str], dict[str, str]]:
+    """The table's live file count, clustering columns and properties."""
+    row = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").select("numFiles", "clusteringColumns", "properties").first()
     assert row is not None  # DESCRIBE DETAIL always returns one row
-    return int(row["numFiles"] or 0), list(row["clusteringColumns"] or [])
+    return int(row["numFiles"] or 0), list(row["clusteringColumns"] or []), dict(row["properties"] or {})
+
+
+def missing_properties(declared: Mapping[str, str], actual: Mapping[str, str]) -> dict[str, str]:
+    """The declared properties the table lacks or holds with another value."""
+    return {k: v for k, v in sorted(declared.items()) if actual.get(k) != v}
 
 
 def _vacuum(spark: SparkSession, path: str, hours: int) -> int | None:
@@ -191,13 +200,19 @@ def _vacuum(spark: SparkSession, path: str, hours: int) -> int | None:
     return int((ends["operationMetrics"] or {}).get("numDeletedFiles", 0))
 
 
-def maintain_table(spark: SparkSession, path: str, name: str, retain_hours: int, dry_run: bool) -> TableResult:
-    """OPTIMIZE then VACUUM one table (with `dry_run`: VACUUM DRY RUN only); a failure is recorded in the
-    result's `error`, not raised, so that one busy table does not stop the others."""
+def maintain_table(spark: SparkSession, path: str, name: str, retain_hours: int, dry_run: bool,
+                   declared: Mapping[str, str] | None = None) -> TableResult:
+    """The `declared` properties the table lacks set, then OPTIMIZE, then VACUUM (with `dry_run`: the
+    properties listed, not set, and VACUUM DRY RUN only); a failure is recorded in the result's `error`,
+    not raised, so that one busy table does not stop the others."""
     result = TableResult(name)
     started = time.monotonic()
     try:
-        result.files_before, result.clustered_by = _detail(spark, path)
+        result.files_before, result.clustered_by, properties = _detail(spark, path)
+        result.properties_set = missing_properties(declared or {}, properties)
+        if result.properties_set and not dry_run:
+            pairs = ", ".join(f"'{k}' = '{v}'" for k, v in result.properties_set.items())
+            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({pairs})")
         if dry_run:
             result.files_after = result.files_before
             listed = spark.sql(f"VACUUM delta.`{path}` RETAIN {retain_hours} HOURS DRY RUN").collect()
@@ -222,13 +237,14 @@ def describe(result: TableResult, retain_hours: int, dry_run: bool) -> str:
     if result.error is not None:
         return f"{result.table}: FAILED after {result.seconds:.1f}s: {result.error}"
     layout = f"clustered by {', '.join(result.clustered_by)}" if result.clustered_by else "compacted"
+    props = "".join(f"; {'would set' if dry_run else 'set'} {k}={v}" for k, v in result.properties_set.items())
     if dry_run:
-        return (f"{result.table}: {result.files_before} files; VACUUM DRY RUN (retain {retain_hours} h): "
+        return (f"{result.table}: {result.files_before} files{props}; VACUUM DRY RUN (retain {retain_hours} h): "
                 f"{len(result.would_vacuum)} files would be deleted ({result.seconds:.1f}s)")
     vacuumed = "? (not recorded)" if result.vacuumed_files is None else result.vacuumed_files
     return (f"{result.table}: OPTIMIZE {result.files_before} -> {result.files_after} files (removed "
             f"{result.optimize_removed}, added {result.optimize_added}; {layout}); VACUUM (retain {retain_hours} h) "
-            f"deleted {vacuumed} files ({result.seconds:.1f}s)")
+            f"deleted {vacuumed} files{props} ({result.seconds:.1f}s)")
 
 
 def maintain(spark: SparkSession, settings: Settings, layers: Sequence[str], names: Sequence[str] = (),
@@ -242,7 +258,8 @@ def maintain(spark: SparkSession, settings: Settings, layers: Sequence[str], nam
     started = time.monotonic()
     with _session_conf(spark, _vacuum_conf(settings)):
         for name in tables:
-            result = maintain_table(spark, table_path(settings, name), name, retain_hours, dry_run)
+            declared = {s.full_name: s.properties for s in registered()}.get(name)
+            result = maintain_table(spark, table_path(settings, name), name, retain_hours, dry_run, declared)
             report.tables.append(result)
             progress(describe(result, retain_hours, dry_run))
     report.seconds = time.monotonic() - started

@@ -201,6 +201,9 @@ def test_fraud_and_dispute_queries_match_postgres(gold_lakehouse: GoldLakehouse,
     truth = [r[0] for r in sql(pg, "SELECT charge_id FROM labels.fraud_ground_truth WHERE scenario = 'card_testing' "
                                    "ORDER BY 1")]
     assert found == truth and len(bursts) >= 30
+    # gold.agg_small_payments holds the payments up to 10 USD: a larger bound is refused, by name.
+    with pytest.raises(Exception, match="max_amount_usd 10.01 is over 10"):
+        query(lake, "card_testing", "max_amount_usd=10.01")
 
 
 def test_customer_queries_match_postgres(gold_lakehouse: GoldLakehouse, pg: Any) -> None:

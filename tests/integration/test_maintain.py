@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 from lakehouse.common.config import Settings, load_settings
 from lakehouse.common.tables import table_path
 from lakehouse.ops.maintain import maintain
+from tests.conftest import catalog_of
 
 APPENDS, ROWS = 10, 10
 EXPECTED = sorted((i, 20260101 + i % 3, i % 5, i * 7) for i in range(APPENDS * ROWS))
@@ -83,3 +84,27 @@ def _maintain_and_check(spark: SparkSession, settings: Settings, clustered: str,
     assert [_commit(other, 0)["operation"]] == ["WRITE"]
     assert not (Path(other) / "_delta_log" / f"{1:020d}.json").exists()      # silver was not in the layers
     assert spark.conf.get("spark.databricks.delta.vacuum.retentionWindowIgnore.enabled") == "true"  # restored
+
+
+def test_maintain_gives_a_registered_table_the_properties_its_spec_declares(
+        spark: SparkSession, settings: Settings, tmp_path: Path) -> None:
+    """A gold table created before its spec declared deletion vectors (here: created bare) gets them from
+    maintain, once; its rows are unchanged."""
+    own = load_settings("test", overrides={"paths.lakehouse_dir": str(tmp_path / "lakehouse")})
+    path = table_path(own, "gold.agg_small_payments")
+    spark.range(5, numPartitions=1).selectExpr("CAST(DATE'2026-04-01' AS DATE) AS date", "id AS charge_id").write \
+        .format("delta").save(path)
+    with catalog_of(spark, own, settings):
+        dry = maintain(spark, own, ("gold",), dry_run=True)
+        assert [t.properties_set for t in dry.tables] == [{"delta.enableDeletionVectors": "true"}]
+        assert "delta.enableDeletionVectors" not in _properties(spark, path)        # a dry run sets nothing
+        first = maintain(spark, own, ("gold",))
+        assert first.ok, first.as_dict()
+        assert [t.properties_set for t in first.tables] == [{"delta.enableDeletionVectors": "true"}]
+        assert _properties(spark, path)["delta.enableDeletionVectors"] == "true"
+        assert [t.properties_set for t in maintain(spark, own, ("gold",)).tables] == [{}]
+    assert sorted(r["charge_id"] for r in spark.read.format("delta").load(path).collect()) == [0, 1, 2, 3, 4]
+
+
+def _properties(spark: SparkSession, path: str) -> dict[str, str]:
+    return dict(spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()["properties"])

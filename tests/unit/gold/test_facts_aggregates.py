@@ -197,3 +197,15 @@ def test_plan_monthly_counts_churn_and_mrr(spark) -> None:
         (dt.date(2026, 1, 1), 0, 2, 0, 2, D("22.00"), 0, D("0.00")),
         (dt.date(2026, 2, 1), 2, 1, 1, 2, D("24.70"), 1, D("9.99"))], got.schema)
     assert_df_equality(got, expected, ignore_row_order=True)
+
+
+def test_small_payments_keep_payments_up_to_ten_usd(spark) -> None:
+    payments = spark.createDataFrame([
+        (1, T(2026, 4, 1, 23, 59), 7, 1, "failed", D("0.50")), (2, T(2026, 4, 2), 7, 1, "captured", D("10.00")),
+        (3, T(2026, 4, 2), 7, 1, "captured", D("10.01")), (4, T(2026, 4, 2), None, 2, "failed", None),
+        (5, T(2026, 4, 3), 8, 2, "captured", D("250.00"))],
+        "charge_id long, created_at timestamp, customer_id long, merchant_id long, status string, "
+        "amount_usd decimal(25,2)")
+    got = [tuple(r) for r in agg.build_agg_small_payments(payments).orderBy("charge_id").collect()]
+    assert got == [(dt.date(2026, 4, 1), 1, T(2026, 4, 1, 23, 59), 7, 1, "failed", D("0.50")),
+                   (dt.date(2026, 4, 2), 2, T(2026, 4, 2), 7, 1, "captured", D("10.00"))]

@@ -9,6 +9,7 @@ from lakehouse.ops.maintain import (
     TableResult,
     describe,
     layers_for,
+    missing_properties,
     select_tables,
     validate_retention,
 )
@@ -100,3 +101,24 @@ def test_progress_lines() -> None:
     dry = TableResult("gold.fact_payments", files_before=10, files_after=10, would_vacuum=["a", "b"], seconds=2.0)
     assert describe(dry, 200, True) == ("gold.fact_payments: 10 files; VACUUM DRY RUN (retain 200 h): 2 files would "
                                         "be deleted (2.0s)")
+
+
+def test_missing_properties_are_the_declared_ones_absent_or_different() -> None:
+    declared = {"delta.enableDeletionVectors": "true", "delta.enableChangeDataFeed": "true"}
+    actual = {"delta.enableChangeDataFeed": "true", "delta.minReaderVersion": "3",
+              "delta.enableDeletionVectors": "false"}
+    assert missing_properties(declared, actual) == {"delta.enableDeletionVectors": "true"}
+    assert missing_properties(declared, {**actual, "delta.enableDeletionVectors": "true"}) == {}
+    assert missing_properties({}, actual) == {}
+
+
+def test_progress_lines_name_the_properties_set() -> None:
+    done = TableResult("gold.fact_refunds", files_before=2, files_after=1, optimize_removed=2, optimize_added=1,
+                       clustered_by=["date_key"], properties_set={"delta.enableDeletionVectors": "true"},
+                       vacuumed_files=0, seconds=1.0)
+    assert describe(done, 168, False) == (
+        "gold.fact_refunds: OPTIMIZE 2 -> 1 files (removed 2, added 1; clustered by date_key); VACUUM (retain 168 h) "
+        "deleted 0 files; set delta.enableDeletionVectors=true (1.0s)")
+    dry = TableResult("gold.fact_refunds", files_before=2, files_after=2, properties_set={"a": "1"}, seconds=1.0)
+    assert describe(dry, 168, True) == ("gold.fact_refunds: 2 files; would set a=1; VACUUM DRY RUN (retain 168 h): 0 "
+                                        "files would be deleted (1.0s)")
