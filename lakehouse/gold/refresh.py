@@ -2,10 +2,12 @@
 
     ops.gold_refresh (silver version per table) ─► CDF of each silver table since then ─► changed keys
       dimensions: rebuilt when one of their silver tables changed (they are small)
-      facts:      the affected rows recomputed from silver and merged (new, changed, gone)
-      aggregates: the days (weeks, months) whose facts changed recomputed and replaced; RFM, plans and
-                  compliance recomputed whole (RFM ranks every customer, from the monthly customer
-                  aggregate; the other two are small)
+      facts:      the affected rows recomputed from silver and merged (new, changed, gone), the five
+                  facts in parallel; a MERGE reads only the files of the affected days
+      aggregates: the days (weeks, months) whose facts changed recomputed and replaced, four chains in
+                  parallel; the calendar, RFM, plans and compliance recomputed whole when their inputs
+                  changed (RFM ranks every customer, from the monthly customer aggregate; the others
+                  are small)
     ─► ops.gold_refresh moves to the versions read at the start
 
 A fact row is affected when its own silver row changed, when a row it takes values from changed (a
@@ -36,12 +38,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
 from lakehouse.common.config import Settings
-from lakehouse.common.spark import all_of, any_of
+from lakehouse.common.spark import all_of, any_of, run_parallel
 from lakehouse.common.tables import TableSpec, conform, delta_version, overwrite, table_path
 from lakehouse.gold import aggregates as agg
 from lakehouse.gold import dims, facts
 from lakehouse.gold import tables as t
 from lakehouse.gold.build import (
+    PARALLEL_TABLES,
     GoldStats,
     build_gold,
     build_small_aggregates,
@@ -157,7 +160,7 @@ def merge_rows(spark: SparkSession, settings: Settings, table: TableSpec, recomp
                groups: DataFrame, row_keys: Sequence[str], prune: str = "date_key") -> dict[str, int]:
     """Makes the rows of `table` in the affected `groups` (a DataFrame of key columns) equal to
     `recomputed`: rows that changed are updated, new ones inserted, rows of those groups that are no
-    longer recomputed deleted; identical rows are left alone (no rewrite, no change feed).
+    longer recomputed deleted; identical rows are not updated (no change feed entry).
 
     The MERGE reads only the files that can hold the `prune` values (the facts' clustering column, a day)
     of the rows recomputed and of the groups' current rows: the only rows a source key can match, so a
@@ -281,37 +284,33 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
     # failed left its fact changes after these, so the next one still recomputes their days.
     before = {s.name: marks.get(fact_mark(s), now[s.name]) for s in t.FACTS}
 
-    # fact_payments
-    pay = read_gold(spark, settings, t.FACT_PAYMENTS)
-    charge_ids = _union([
-        _ids(cdf("charges"), "charge_id"), _ids(cdf("fraud_ground_truth"), "charge_id"),
-        _ids(cdf("disputes"), "charge_id"),
-        _facts_of(pay, merchants, "merchant_id", "__since", "created_at").select("charge_id"),
-        _facts_of(pay, customers, "customer_id", "__since", "created_at").select("charge_id"),
-        pay.join(methods, on="payment_method_id", how="left_semi").select("charge_id"),
-        pay.where(any_of([F.col(c) == unknown for c in ("merchant_sk", "customer_sk", "payment_method_key")]))
-        .select("charge_id")]).distinct()
-    with _materialized(charge_ids) as (charge_ids, n):
-        def of_charges(name: str) -> DataFrame:
-            return silver(name).join(_hint(charge_ids, n), on="charge_id", how="left_semi")
-        timed(t.FACT_PAYMENTS.name, functools.partial(
-            merge_affected, t.FACT_PAYMENTS, lambda: facts.build_fact_payments(
-                of_charges("charges"), of_charges("fraud_ground_truth"), of_charges("disputes"), d),
-            charge_ids, n, ["charge_id"]))
+    # The facts, each independent of the others: refreshed in parallel (most of a small refresh is
+    # per-table latency, planning and Delta commits, which overlap).
+    def payments_fact() -> None:
+        pay = read_gold(spark, settings, t.FACT_PAYMENTS)
+        charge_ids = _union([
+            _ids(cdf("charges"), "charge_id"), _ids(cdf("fraud_ground_truth"), "charge_id"),
+            _ids(cdf("disputes"), "charge_id"),
+            _facts_of(pay, merchants, "merchant_id", "__since", "created_at").select("charge_id"),
+            _facts_of(pay, customers, "customer_id", "__since", "created_at").select("charge_id"),
+            pay.join(methods, on="payment_method_id", how="left_semi").select("charge_id"),
+            pay.where(any_of([F.col(c) == unknown for c in ("merchant_sk", "customer_sk", "payment_method_key")]))
+            .select("charge_id")]).distinct()
+        with _materialized(charge_ids) as (charge_ids, n):
+            def of_charges(name: str) -> DataFrame:
+                return silver(name).join(_hint(charge_ids, n), on="charge_id", how="left_semi")
+            timed(t.FACT_PAYMENTS.name, functools.partial(
+                merge_affected, t.FACT_PAYMENTS, lambda: facts.build_fact_payments(
+                    of_charges("charges"), of_charges("fraud_ground_truth"), of_charges("disputes"), d),
+                charge_ids, n, ["charge_id"]))
 
-    # fact_refunds, fact_disputes, fact_balance_movements: own changes, merchant versions, unknown merchants
     def charges_of(rows: DataFrame, n: int) -> DataFrame:
         """The silver charges `rows` (at most `n`) point at."""
         return silver("charges").join(_hint(rows.select("charge_id"), n), on="charge_id", how="left_semi")
 
-    builds: tuple[tuple[TableSpec, str, str, str, Callable[[DataFrame, int], DataFrame]], ...] = (
-        (t.FACT_REFUNDS, "refunds", "refund_id", "created_at",
-         lambda rows, n: facts.build_fact_refunds(rows, charges_of(rows, n), d)),
-        (t.FACT_DISPUTES, "disputes", "dispute_id", "opened_at",
-         lambda rows, n: facts.build_fact_disputes(rows, charges_of(rows, n), d)),
-        (t.FACT_BALANCE, "balance_transactions", "txn_id", "created_at",
-         lambda rows, n: facts.build_fact_balance_movements(rows, d)))
-    for spec, source, key, at, build in builds:
+    def merchant_fact(spec: TableSpec, source: str, key: str, at: str,
+                      build: Callable[[DataFrame, int], DataFrame]) -> None:
+        """fact_refunds, fact_disputes, fact_balance_movements: own changes, merchant versions, unknown merchants."""
         fact = read_gold(spark, settings, spec)
         keys = _union([_ids(cdf(source), key), _facts_of(fact, merchants, "merchant_id", "__since", at).select(key),
                        fact.where(F.col("merchant_sk") == unknown).select(key)]).distinct()
@@ -319,59 +318,82 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
             rows = silver(source).join(_hint(keys, n), on=key, how="left_semi")
             timed(spec.name, functools.partial(merge_affected, spec, functools.partial(build, rows, n), keys, n, [key]))
 
-    # fact_subscription_events: every event of an affected subscription
-    events = read_gold(spark, settings, t.FACT_SUBSCRIPTION_EVENTS)
-    plan_ids = _union([_ids(cdf("plans"), "plan_id"),
-                       silver("plans").join(_ids(cdf("products"), "product_id"), on="product_id", how="left_semi")
-                       .select("plan_id")])
-    subs = _union([_ids(cdf("subscriptions"), "subscription_id"), _ids(cdf("invoices"), "subscription_id"),
-                   events.join(plan_ids, on="plan_id", how="left_semi").select("subscription_id"),
-                   _facts_of(events, customers, "customer_id", "__since", "event_at").select("subscription_id"),
-                   events.where(F.col("customer_sk") == unknown).select("subscription_id")]).distinct()
-    with _materialized(subs) as (subs, n):
-        def of_subs(name: str) -> DataFrame:
-            return silver(name).join(_hint(subs, n), on="subscription_id", how="left_semi")
-        timed(t.FACT_SUBSCRIPTION_EVENTS.name, functools.partial(
-            merge_affected, t.FACT_SUBSCRIPTION_EVENTS,
-            lambda: facts.build_fact_subscription_events(of_subs("subscriptions"), of_subs("invoices"), d),
-            subs, n, ["subscription_id", "event_type", "event_at"]))
+    def events_fact() -> None:
+        """fact_subscription_events: every event of an affected subscription."""
+        events = read_gold(spark, settings, t.FACT_SUBSCRIPTION_EVENTS)
+        plan_ids = _union([_ids(cdf("plans"), "plan_id"),
+                           silver("plans").join(_ids(cdf("products"), "product_id"), on="product_id", how="left_semi")
+                           .select("plan_id")])
+        subs = _union([_ids(cdf("subscriptions"), "subscription_id"), _ids(cdf("invoices"), "subscription_id"),
+                       events.join(plan_ids, on="plan_id", how="left_semi").select("subscription_id"),
+                       _facts_of(events, customers, "customer_id", "__since", "event_at").select("subscription_id"),
+                       events.where(F.col("customer_sk") == unknown).select("subscription_id")]).distinct()
+        with _materialized(subs) as (subs, n):
+            def of_subs(name: str) -> DataFrame:
+                return silver(name).join(_hint(subs, n), on="subscription_id", how="left_semi")
+            timed(t.FACT_SUBSCRIPTION_EVENTS.name, functools.partial(
+                merge_affected, t.FACT_SUBSCRIPTION_EVENTS,
+                lambda: facts.build_fact_subscription_events(of_subs("subscriptions"), of_subs("invoices"), d),
+                subs, n, ["subscription_id", "event_type", "event_at"]))
 
-    # Aggregates of the days whose facts changed.
+    run_parallel([
+        payments_fact,
+        functools.partial(merchant_fact, t.FACT_REFUNDS, "refunds", "refund_id", "created_at",
+                          lambda rows, n: facts.build_fact_refunds(rows, charges_of(rows, n), d)),
+        functools.partial(merchant_fact, t.FACT_DISPUTES, "disputes", "dispute_id", "opened_at",
+                          lambda rows, n: facts.build_fact_disputes(rows, charges_of(rows, n), d)),
+        functools.partial(merchant_fact, t.FACT_BALANCE, "balance_transactions", "txn_id", "created_at",
+                          lambda rows, n: facts.build_fact_balance_movements(rows, d)),
+        events_fact], PARALLEL_TABLES)
+
+    # Aggregates of the days whose facts changed: four independent chains, in parallel.
     payments, ledger = read_gold(spark, settings, t.FACT_PAYMENTS), read_gold(spark, settings, t.FACT_BALANCE)
     pay_days = _fact_dates(spark, settings, t.FACT_PAYMENTS, before[t.FACT_PAYMENTS.name], "created_at")
     changed_pay = _fact_charge_ids(spark, settings, before[t.FACT_PAYMENTS.name])
     ledger_days = _dates(_union([
         _fact_dates(spark, settings, t.FACT_BALANCE, before[t.FACT_BALANCE.name], "created_at"),
         ledger.join(changed_pay, on="charge_id", how="left_semi").select(F.to_date("created_at").alias("date"))]))
-    merchant = read_gold(spark, settings, t.DIM_MERCHANT)
-    day_ledger = ledger.where(F.col("date_key").isin(_date_keys(ledger_days)))
-    day_charges = F.broadcast(day_ledger.select("charge_id").where(F.col("charge_id").isNotNull()).distinct())
-    timed(t.AGG_REVENUE_DAILY.name, lambda: replace_periods(
-        settings, t.AGG_REVENUE_DAILY,
-        agg.build_agg_revenue_daily(day_ledger, merchant, payments.join(day_charges, on="charge_id", how="left_semi")),
-        "date", ledger_days))
-    daily = read_gold(spark, settings, t.AGG_REVENUE_DAILY)
-    for spec, period, column in ((t.AGG_REVENUE_WEEKLY, "week", "week_start"),
-                                 (t.AGG_REVENUE_MONTHLY, "month", "month_start")):
-        starts = sorted({x - dt.timedelta(days=x.weekday()) if period == "week" else x.replace(day=1)
-                         for x in ledger_days})
-        rows = agg.roll_up_revenue(daily, period).where(F.col(column).isin(starts))
-        timed(spec.name, functools.partial(replace_periods, settings, spec, rows, column, starts))
     payment_days = _dates(pay_days)
-    of_days = payments.where(F.col("date_key").isin(_date_keys(payment_days)))
-    timed(t.AGG_FRAUD_DAILY.name, lambda: replace_periods(
-        settings, t.AGG_FRAUD_DAILY, agg.build_agg_fraud_daily(of_days, merchant), "date", payment_days))
-    fraud_daily = read_gold(spark, settings, t.AGG_FRAUD_DAILY).where(F.col("date").isin(payment_days))
-    timed(t.AGG_FRAUD_DIMENSION_DAILY.name, lambda: replace_periods(
-        settings, t.AGG_FRAUD_DIMENSION_DAILY, agg.build_agg_fraud_dimension_daily(fraud_daily), "date",
-        payment_days))
-    timed(t.AGG_SMALL_PAYMENTS.name, lambda: replace_periods(
-        settings, t.AGG_SMALL_PAYMENTS, agg.build_agg_small_payments(of_days), "date", payment_days))
     months = sorted({x.replace(day=1) for x in payment_days})
-    month_keys = _date_keys(_days_of_months(months))
-    timed(t.AGG_CUSTOMER_MONTHLY.name, lambda: replace_periods(
-        settings, t.AGG_CUSTOMER_MONTHLY,
-        agg.build_agg_customer_monthly(payments.where(F.col("date_key").isin(month_keys))), "month_start", months))
+    merchant = read_gold(spark, settings, t.DIM_MERCHANT)
+    of_days = payments.where(F.col("date_key").isin(_date_keys(payment_days)))
+
+    def revenue() -> None:
+        day_ledger = ledger.where(F.col("date_key").isin(_date_keys(ledger_days)))
+        day_charges = F.broadcast(day_ledger.select("charge_id").where(F.col("charge_id").isNotNull()).distinct())
+        timed(t.AGG_REVENUE_DAILY.name, lambda: replace_periods(
+            settings, t.AGG_REVENUE_DAILY,
+            agg.build_agg_revenue_daily(day_ledger, merchant,
+                                        payments.join(day_charges, on="charge_id", how="left_semi")),
+            "date", ledger_days))
+        daily = read_gold(spark, settings, t.AGG_REVENUE_DAILY)
+        for spec, period, column in ((t.AGG_REVENUE_WEEKLY, "week", "week_start"),
+                                     (t.AGG_REVENUE_MONTHLY, "month", "month_start")):
+            starts = sorted({x - dt.timedelta(days=x.weekday()) if period == "week" else x.replace(day=1)
+                             for x in ledger_days})
+            rows = agg.roll_up_revenue(daily, period).where(F.col(column).isin(starts))
+            timed(spec.name, functools.partial(replace_periods, settings, spec, rows, column, starts))
+
+    def fraud() -> None:
+        timed(t.AGG_FRAUD_DAILY.name, lambda: replace_periods(
+            settings, t.AGG_FRAUD_DAILY, agg.build_agg_fraud_daily(of_days, merchant), "date", payment_days))
+        fraud_daily = read_gold(spark, settings, t.AGG_FRAUD_DAILY).where(F.col("date").isin(payment_days))
+        timed(t.AGG_FRAUD_DIMENSION_DAILY.name, lambda: replace_periods(
+            settings, t.AGG_FRAUD_DIMENSION_DAILY, agg.build_agg_fraud_dimension_daily(fraud_daily), "date",
+            payment_days))
+
+    def small_payments() -> None:
+        timed(t.AGG_SMALL_PAYMENTS.name, lambda: replace_periods(
+            settings, t.AGG_SMALL_PAYMENTS, agg.build_agg_small_payments(of_days), "date", payment_days))
+
+    def customers_monthly() -> None:
+        month_keys = _date_keys(_days_of_months(months))
+        timed(t.AGG_CUSTOMER_MONTHLY.name, lambda: replace_periods(
+            settings, t.AGG_CUSTOMER_MONTHLY,
+            agg.build_agg_customer_monthly(payments.where(F.col("date_key").isin(month_keys))), "month_start",
+            months))
+
+    run_parallel([revenue, fraud, small_payments, customers_monthly], PARALLEL_TABLES)
 
     # The tables rebuilt whole, when what they are computed from changed.
     small = {t.DIM_DATE.name} if _calendar_moved(spark, settings) else set()
