@@ -67,6 +67,9 @@ FULL_REBUILD_SOURCES = ("ref_countries",)
 # The silver tables agg_plan_monthly is computed from (with dim_plan's).
 PLAN_SOURCES = ("subscriptions", "invoices", "plans", "products", "ref_fx_rates")
 NOTHING = "no affected rows"
+# The dimension of each unknown-member key column of the facts.
+UNKNOWN_OF = {"merchant_sk": t.DIM_MERCHANT.name, "customer_sk": t.DIM_CUSTOMER.name,
+              "payment_method_key": t.DIM_PAYMENT_METHOD.name}
 BROADCAST_KEYS = 5_000_000      # key sets up to this many rows are broadcast into joins with whole tables
 
 
@@ -280,6 +283,13 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
     customers = _changed_since(cdf("customers"), "customer_id", "__since")
     methods = _union([_ids(cdf("payment_methods"), "payment_method_id"), _ids(cdf("cards"), "payment_method_id")])
     unknown = F.lit(t.UNKNOWN_SK)
+
+    def at_unknown(fact: DataFrame, key: str, *columns: str) -> DataFrame:
+        """`key` of the `fact` rows that point at the unknown member of a dimension (by its key column)
+        whose silver tables changed: that member may have arrived. None when no such dimension changed
+        (a member that did not arrive cannot be pointed at), without reading the fact."""
+        arrived = [F.col(c) == unknown for c in columns if set(DIM_SOURCES[UNKNOWN_OF[c]]) & set(changed)]
+        return fact.where(any_of(arrived)).select(key) if arrived else fact.select(key).limit(0)
     # The facts' versions the aggregates were last brought up to: a refresh that merged facts and then
     # failed left its fact changes after these, so the next one still recomputes their days.
     before = {s.name: marks.get(fact_mark(s), now[s.name]) for s in t.FACTS}
@@ -294,29 +304,27 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
             _facts_of(pay, merchants, "merchant_id", "__since", "created_at").select("charge_id"),
             _facts_of(pay, customers, "customer_id", "__since", "created_at").select("charge_id"),
             pay.join(methods, on="payment_method_id", how="left_semi").select("charge_id"),
-            pay.where(any_of([F.col(c) == unknown for c in ("merchant_sk", "customer_sk", "payment_method_key")]))
-            .select("charge_id")]).distinct()
+            at_unknown(pay, "charge_id", "merchant_sk", "customer_sk", "payment_method_key")]).distinct()
         with _materialized(charge_ids) as (charge_ids, n):
             def of_charges(name: str) -> DataFrame:
-                return silver(name).join(_hint(charge_ids, n), on="charge_id", how="left_semi")
+                return _within(silver(name), charge_ids, n, "charge_id")
             timed(t.FACT_PAYMENTS.name, functools.partial(
                 merge_affected, t.FACT_PAYMENTS, lambda: facts.build_fact_payments(
                     of_charges("charges"), of_charges("fraud_ground_truth"), of_charges("disputes"), d),
                 charge_ids, n, ["charge_id"]))
 
     def charges_of(rows: DataFrame, n: int) -> DataFrame:
-        """The silver charges `rows` (at most `n`) point at."""
-        return silver("charges").join(_hint(rows.select("charge_id"), n), on="charge_id", how="left_semi")
+        """The silver charges `rows` (`n`, cached) point at."""
+        return _within(silver("charges"), rows.select("charge_id"), n, "charge_id")
 
     def merchant_fact(spec: TableSpec, source: str, key: str, at: str,
                       build: Callable[[DataFrame, int], DataFrame]) -> None:
         """fact_refunds, fact_disputes, fact_balance_movements: own changes, merchant versions, unknown merchants."""
         fact = read_gold(spark, settings, spec)
         keys = _union([_ids(cdf(source), key), _facts_of(fact, merchants, "merchant_id", "__since", at).select(key),
-                       fact.where(F.col("merchant_sk") == unknown).select(key)]).distinct()
-        with _materialized(keys) as (keys, n):
-            rows = silver(source).join(_hint(keys, n), on=key, how="left_semi")
-            timed(spec.name, functools.partial(merge_affected, spec, functools.partial(build, rows, n), keys, n, [key]))
+                       at_unknown(fact, key, "merchant_sk")]).distinct()
+        with _materialized(keys) as (keys, n), _materialized(_within(silver(source), keys, n, key)) as (rows, m):
+            timed(spec.name, functools.partial(merge_affected, spec, functools.partial(build, rows, m), keys, n, [key]))
 
     def events_fact() -> None:
         """fact_subscription_events: every event of an affected subscription."""
@@ -327,10 +335,10 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
         subs = _union([_ids(cdf("subscriptions"), "subscription_id"), _ids(cdf("invoices"), "subscription_id"),
                        events.join(plan_ids, on="plan_id", how="left_semi").select("subscription_id"),
                        _facts_of(events, customers, "customer_id", "__since", "event_at").select("subscription_id"),
-                       events.where(F.col("customer_sk") == unknown).select("subscription_id")]).distinct()
+                       at_unknown(events, "subscription_id", "customer_sk")]).distinct()
         with _materialized(subs) as (subs, n):
             def of_subs(name: str) -> DataFrame:
-                return silver(name).join(_hint(subs, n), on="subscription_id", how="left_semi")
+                return _within(silver(name), subs, n, "subscription_id")
             timed(t.FACT_SUBSCRIPTION_EVENTS.name, functools.partial(
                 merge_affected, t.FACT_SUBSCRIPTION_EVENTS,
                 lambda: facts.build_fact_subscription_events(of_subs("subscriptions"), of_subs("invoices"), d),
@@ -360,12 +368,12 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
 
     def revenue() -> None:
         day_ledger = ledger.where(F.col("date_key").isin(_date_keys(ledger_days)))
-        day_charges = F.broadcast(day_ledger.select("charge_id").where(F.col("charge_id").isNotNull()).distinct())
-        timed(t.AGG_REVENUE_DAILY.name, lambda: replace_periods(
-            settings, t.AGG_REVENUE_DAILY,
-            agg.build_agg_revenue_daily(day_ledger, merchant,
-                                        payments.join(day_charges, on="charge_id", how="left_semi")),
-            "date", ledger_days))
+        with _materialized(day_ledger.select("charge_id").where(F.col("charge_id").isNotNull()).distinct()) as (
+                day_charges, n):
+            timed(t.AGG_REVENUE_DAILY.name, lambda: replace_periods(
+                settings, t.AGG_REVENUE_DAILY,
+                agg.build_agg_revenue_daily(day_ledger, merchant, _within(payments, day_charges, n, "charge_id")),
+                "date", ledger_days))
         daily = read_gold(spark, settings, t.AGG_REVENUE_DAILY)
         for spec, period, column in ((t.AGG_REVENUE_WEEKLY, "week", "week_start"),
                                      (t.AGG_REVENUE_MONTHLY, "month", "month_start")):
@@ -423,6 +431,17 @@ def _materialized(df: DataFrame) -> Iterator[tuple[DataFrame, int]]:
         yield df, df.count()
     finally:
         df.unpersist()
+
+
+def _within(df: DataFrame, keys: DataFrame, n: int, key: str) -> DataFrame:
+    """The rows of `df` whose `key` is one of `keys` (`n` of them, cached). A range predicate on the key
+    comes first: Delta skips the files whose statistics lie outside it (ids grow with time, so the keys
+    of new rows are in the newest files); then a semi-join, broadcast when the keys are few enough."""
+    bounds = keys.agg(F.min(key).alias("lo"), F.max(key).alias("hi")).first()
+    if bounds is None or bounds["lo"] is None:
+        return df.limit(0)
+    return (df.where(F.col(key).between(bounds["lo"], bounds["hi"]))
+            .join(_hint(keys.select(key), n), on=key, how="left_semi"))
 
 
 def _hint(keys: DataFrame, n: int) -> DataFrame:
