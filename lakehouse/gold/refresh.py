@@ -160,23 +160,26 @@ def _facts_of(fact: DataFrame, members: DataFrame, key: str, since: str, at: str
 
 
 def merge_rows(spark: SparkSession, settings: Settings, table: TableSpec, recomputed: DataFrame,
-               groups: DataFrame, row_keys: Sequence[str], prune: str = "date_key") -> dict[str, int]:
-    """Makes the rows of `table` in the affected `groups` (a DataFrame of key columns) equal to
+               groups: DataFrame, n: int, row_keys: Sequence[str], prune: str = "date_key") -> dict[str, float]:
+    """Makes the rows of `table` in the affected `groups` (`n` rows of one key column, cached) equal to
     `recomputed`: rows that changed are updated, new ones inserted, rows of those groups that are no
     longer recomputed deleted; identical rows are not updated (no change feed entry).
 
     The MERGE reads only the files that can hold the `prune` values (the facts' clustering column, a day)
     of the rows recomputed and of the groups' current rows: the only rows a source key can match, so a
-    refresh of a few days reads those days' files, not the whole fact."""
+    refresh of a few days reads those days' files, not the whole fact. Returns the rows inserted, updated
+    and deleted, and the seconds spent recomputing and merging."""
+    started = time.monotonic()
     path = table_path(settings, table.full_name)
     target = DeltaTable.forPath(spark, path)
     new = conform(recomputed, table).persist()
-    current = (target.toDF().select(*row_keys, prune).join(groups, on=list(groups.columns), how="left_semi")
-               .persist())
+    [group_key] = groups.columns
+    current = _within(target.toDF().select(*row_keys, prune), groups, n, group_key).persist()
     try:
         values = sorted(r[0] for r in new.select(prune).union(current.select(prune)).distinct().collect())
+        recomputed_at = time.monotonic()
         if not values:
-            return {"inserted": 0, "updated": 0, "deleted": 0}
+            return {"inserted": 0, "updated": 0, "deleted": 0, "recompute_s": round(recomputed_at - started, 1)}
         gone = current.join(new, on=list(row_keys), how="left_anti").select(*row_keys)
         source = (new.withColumn("__delete", F.lit(False))
                   .unionByName(gone.withColumn("__delete", F.lit(True)), allowMissingColumns=True))
@@ -195,7 +198,8 @@ def merge_rows(spark: SparkSession, settings: Settings, table: TableSpec, recomp
         current.unpersist()
     assert result is not None
     return {"inserted": int(result["num_inserted_rows"]), "updated": int(result["num_updated_rows"]),
-            "deleted": int(result["num_deleted_rows"])}
+            "deleted": int(result["num_deleted_rows"]), "recompute_s": round(recomputed_at - started, 1),
+            "merge_s": round(time.monotonic() - recomputed_at, 1)}
 
 
 def replace_periods(settings: Settings, table: TableSpec, rows: DataFrame, column: str,
@@ -257,7 +261,7 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
     def merge_affected(spec: TableSpec, recompute: Callable[[], DataFrame], groups: DataFrame, n: int,
                        row_keys: list[str]) -> object:
         """merge_rows of the `n` affected groups; nothing at all (no scan, no commit) when there are none."""
-        return merge_rows(spark, settings, spec, recompute(), groups, row_keys) if n else NOTHING
+        return merge_rows(spark, settings, spec, recompute(), groups, n, row_keys) if n else NOTHING
 
     # Dimensions whose silver tables changed, rebuilt whole; the others as they are.
     builders: dict[str, Callable[[], DataFrame]] = {
@@ -296,7 +300,7 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
 
     # The facts, each independent of the others: refreshed in parallel (most of a small refresh is
     # per-table latency, planning and Delta commits, which overlap).
-    def payments_fact() -> None:
+    def payments_fact() -> object:
         pay = read_gold(spark, settings, t.FACT_PAYMENTS)
         charge_ids = _union([
             _ids(cdf("charges"), "charge_id"), _ids(cdf("fraud_ground_truth"), "charge_id"),
@@ -308,25 +312,24 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
         with _materialized(charge_ids) as (charge_ids, n):
             def of_charges(name: str) -> DataFrame:
                 return _within(silver(name), charge_ids, n, "charge_id")
-            timed(t.FACT_PAYMENTS.name, functools.partial(
-                merge_affected, t.FACT_PAYMENTS, lambda: facts.build_fact_payments(
-                    of_charges("charges"), of_charges("fraud_ground_truth"), of_charges("disputes"), d),
-                charge_ids, n, ["charge_id"]))
+            return merge_affected(t.FACT_PAYMENTS, lambda: facts.build_fact_payments(
+                of_charges("charges"), of_charges("fraud_ground_truth"), of_charges("disputes"), d),
+                charge_ids, n, ["charge_id"])
 
     def charges_of(rows: DataFrame, n: int) -> DataFrame:
         """The silver charges `rows` (`n`, cached) point at."""
         return _within(silver("charges"), rows.select("charge_id"), n, "charge_id")
 
     def merchant_fact(spec: TableSpec, source: str, key: str, at: str,
-                      build: Callable[[DataFrame, int], DataFrame]) -> None:
+                      build: Callable[[DataFrame, int], DataFrame]) -> object:
         """fact_refunds, fact_disputes, fact_balance_movements: own changes, merchant versions, unknown merchants."""
         fact = read_gold(spark, settings, spec)
         keys = _union([_ids(cdf(source), key), _facts_of(fact, merchants, "merchant_id", "__since", at).select(key),
                        at_unknown(fact, key, "merchant_sk")]).distinct()
         with _materialized(keys) as (keys, n), _materialized(_within(silver(source), keys, n, key)) as (rows, m):
-            timed(spec.name, functools.partial(merge_affected, spec, functools.partial(build, rows, m), keys, n, [key]))
+            return merge_affected(spec, functools.partial(build, rows, m), keys, n, [key])
 
-    def events_fact() -> None:
+    def events_fact() -> object:
         """fact_subscription_events: every event of an affected subscription."""
         events = read_gold(spark, settings, t.FACT_SUBSCRIPTION_EVENTS)
         plan_ids = _union([_ids(cdf("plans"), "plan_id"),
@@ -339,20 +342,24 @@ def _incremental(spark: SparkSession, settings: Settings, marks: dict[str, int],
         with _materialized(subs) as (subs, n):
             def of_subs(name: str) -> DataFrame:
                 return _within(silver(name), subs, n, "subscription_id")
-            timed(t.FACT_SUBSCRIPTION_EVENTS.name, functools.partial(
-                merge_affected, t.FACT_SUBSCRIPTION_EVENTS,
+            return merge_affected(
+                t.FACT_SUBSCRIPTION_EVENTS,
                 lambda: facts.build_fact_subscription_events(of_subs("subscriptions"), of_subs("invoices"), d),
-                subs, n, ["subscription_id", "event_type", "event_at"]))
+                subs, n, ["subscription_id", "event_type", "event_at"])
 
+    # Each fact's time includes finding its affected keys; the outcome shows the recompute and MERGE parts.
     run_parallel([
-        payments_fact,
-        functools.partial(merchant_fact, t.FACT_REFUNDS, "refunds", "refund_id", "created_at",
-                          lambda rows, n: facts.build_fact_refunds(rows, charges_of(rows, n), d)),
-        functools.partial(merchant_fact, t.FACT_DISPUTES, "disputes", "dispute_id", "opened_at",
-                          lambda rows, n: facts.build_fact_disputes(rows, charges_of(rows, n), d)),
-        functools.partial(merchant_fact, t.FACT_BALANCE, "balance_transactions", "txn_id", "created_at",
-                          lambda rows, n: facts.build_fact_balance_movements(rows, d)),
-        events_fact], PARALLEL_TABLES)
+        functools.partial(timed, t.FACT_PAYMENTS.name, payments_fact),
+        functools.partial(timed, t.FACT_REFUNDS.name, functools.partial(
+            merchant_fact, t.FACT_REFUNDS, "refunds", "refund_id", "created_at",
+            lambda rows, n: facts.build_fact_refunds(rows, charges_of(rows, n), d))),
+        functools.partial(timed, t.FACT_DISPUTES.name, functools.partial(
+            merchant_fact, t.FACT_DISPUTES, "disputes", "dispute_id", "opened_at",
+            lambda rows, n: facts.build_fact_disputes(rows, charges_of(rows, n), d))),
+        functools.partial(timed, t.FACT_BALANCE.name, functools.partial(
+            merchant_fact, t.FACT_BALANCE, "balance_transactions", "txn_id", "created_at",
+            lambda rows, n: facts.build_fact_balance_movements(rows, d))),
+        functools.partial(timed, t.FACT_SUBSCRIPTION_EVENTS.name, events_fact)], PARALLEL_TABLES)
 
     # Aggregates of the days whose facts changed: four independent chains, in parallel.
     payments, ledger = read_gold(spark, settings, t.FACT_PAYMENTS), read_gold(spark, settings, t.FACT_BALANCE)
