@@ -167,8 +167,9 @@ def merge_rows(spark: SparkSession, settings: Settings, table: TableSpec, recomp
 
     The MERGE reads only the files that can hold the `prune` values (the facts' clustering column, a day)
     of the rows recomputed and of the groups' current rows: the only rows a source key can match, so a
-    refresh of a few days reads those days' files, not the whole fact. Returns the rows inserted, updated
-    and deleted, and the seconds spent recomputing and merging."""
+    refresh of a few days reads those days' files, not the whole fact. When none of the groups has a row
+    yet, the rows are appended instead (no MERGE). Returns the rows inserted, updated and deleted, and the
+    seconds spent recomputing and merging (or appending)."""
     started = time.monotonic()
     path = table_path(settings, table.full_name)
     target = DeltaTable.forPath(spark, path)
@@ -180,6 +181,14 @@ def merge_rows(spark: SparkSession, settings: Settings, table: TableSpec, recomp
         recomputed_at = time.monotonic()
         if not values:
             return {"inserted": 0, "updated": 0, "deleted": 0, "recompute_s": round(recomputed_at - started, 1)}
+        if current.isEmpty():
+            # None of the groups has a row yet (new payments, new ledger entries): every recomputed row is
+            # an insert, and an append does it without the MERGE's join and file search. A retry after it
+            # finds them in `current` and goes through the MERGE, which then changes nothing.
+            new.write.format("delta").mode("append").save(path)
+            return {"inserted": new.count(), "updated": 0, "deleted": 0,
+                    "recompute_s": round(recomputed_at - started, 1),
+                    "append_s": round(time.monotonic() - recomputed_at, 1)}
         gone = current.join(new, on=list(row_keys), how="left_anti").select(*row_keys)
         source = (new.withColumn("__delete", F.lit(False))
                   .unionByName(gone.withColumn("__delete", F.lit(True)), allowMissingColumns=True))
