@@ -185,8 +185,9 @@ def merge_rows(spark: SparkSession, settings: Settings, table: TableSpec, recomp
             # None of the groups has a row yet (new payments, new ledger entries): every recomputed row is
             # an insert, and an append does it without the MERGE's join and file search. A retry after it
             # finds them in `current` and goes through the MERGE, which then changes nothing.
+            inserted = new.count()      # before the write: the commit makes Spark recompute cached plans of the fact
             new.write.format("delta").mode("append").save(path)
-            return {"inserted": new.count(), "updated": 0, "deleted": 0,
+            return {"inserted": inserted, "updated": 0, "deleted": 0,
                     "recompute_s": round(recomputed_at - started, 1),
                     "append_s": round(time.monotonic() - recomputed_at, 1)}
         gone = current.join(new, on=list(row_keys), how="left_anti").select(*row_keys)
