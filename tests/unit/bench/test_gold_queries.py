@@ -42,6 +42,15 @@ def test_query_params_take_the_last_complete_month_and_the_last_90_days() -> Non
                                                                       "end_date": "2026-02-28"}
 
 
+def test_a_ratio_is_below_the_floor_when_silver_over_the_ratio_is_faster_than_the_floor() -> None:
+    # silver 0.745 s, floor 0.082 s: 10x needs gold <= 0.0745 s, under the floor
+    assert gq.below_floor(0.745, 0.082) is True
+    # silver 2.643 s: 10x needs 0.2643 s, above the floor
+    assert gq.below_floor(2.643, 0.082) is False
+    assert gq.below_floor(0.82, 0.082) is False          # exactly 10x the floor is still reachable
+    assert gq.below_floor(0.30, 0.082, ratio=3.0) is False
+
+
 def test_answers_compare_by_value_whatever_the_row_order_and_decimal_scale() -> None:
     gold = gq.answer(["k", "v"], [(2, Decimal("1.50")), (1, None), (3, [1, 2])])
     silver = gq.answer(["k", "v"], [(3, (1, 2)), (1, None), (2, Decimal("1.5"))])
