@@ -301,8 +301,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     timings["ml_s"] = time.monotonic() - t0
 
     print("== 11/11 summary", flush=True)
-    ok = (result.ok and bronze["ok"] and silver["ok"] and gold["ok"] and features["ok"] and ml["ok"]
-          and all(s["healthy"] for s in services))
+    checks = {"self-check": result.ok, "bronze": bronze["ok"], "silver": silver["ok"], "gold": gold["ok"],
+              "features": features["ok"], "models": ml["ok"],
+              "services": all(s["healthy"] for s in services)}
+    failed = [name for name, passed in checks.items() if not passed]
+    ok = not failed
     test = ml["test"]
     print(_status_table(services))
     runs = read_table(spark, JOB_RUNS.full_name).count()
@@ -352,7 +355,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
          ["gold build + reconcile", f"{timings['gold_s']:.1f}s"],
          ["features", f"{timings['features_s']:.1f}s"],
          ["train + promote + score", f"{timings['ml_s']:.1f}s"],
-         ["result", "OK" if ok else "FAILED"]]))
+         ["result", "OK" if ok else f"FAILED: {', '.join(failed)}"]]))
     print(f"\nTry: lakehouse sql \"SELECT job, status, rows_written, started_at FROM {JOB_RUNS.full_name} "
           "ORDER BY started_at DESC LIMIT 5\"\n     lakehouse sql \"SELECT op, count(*) FROM "
           "bronze.cdc_payments_charges GROUP BY op\"\n     lakehouse sql \"SELECT status, sum(amount_usd) FROM "

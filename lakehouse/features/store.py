@@ -127,17 +127,27 @@ def apply_definitions(store: Any) -> list[str]:
 def materialize(store: Any, end: dt.datetime, progress: Any = log.info) -> dict[str, float]:
     """Loads each batch view's newest values up to `end` into Redis, from where the previous run ended
     (the first time: from `end` - the view's TTL); returns seconds per view. Push views are written by
-    the streaming job, not here."""
+    the streaming job, not here.
+
+    A view's first run is an explicit `materialize(end - TTL, end)`: Feast's `materialize_incremental`
+    would start it at *now* - TTL (feast 0.67, feature_store.py), which leaves out the rows between
+    end - TTL and the moment of the call, rows the point-in-time join as of `end` does see. With `end` =
+    the job's start, that is the seconds the feature tables took to build; a check as of `end` (the skew
+    check) then finds the entities whose latest row fell in them missing online."""
     import time
 
     timings: dict[str, float] = {}
     pushed = stream_view_names()
+    end = end if end.tzinfo else end.replace(tzinfo=dt.UTC)
     for view in feature_views():
         if view.name in pushed:
             continue
         started = time.monotonic()
         with feast_call():
-            store.materialize_incremental(end_date=end, feature_views=[view.name])
+            if store.get_feature_view(view.name).most_recent_end_time is None:
+                store.materialize(start_date=end - view.ttl, end_date=end, feature_views=[view.name])
+            else:
+                store.materialize_incremental(end_date=end, feature_views=[view.name])
         timings[view.name] = round(time.monotonic() - started, 1)
         progress(f"features: {view.name} materialized to {end:%Y-%m-%d %H:%M:%S} in {timings[view.name]:.1f}s")
     return timings

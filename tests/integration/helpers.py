@@ -36,7 +36,10 @@ def last_json(stdout: str) -> Any:
 
 
 def explain(res: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {res.returncode}\n--- stdout\n{res.stdout[-3000:]}\n--- stderr\n{res.stderr[-5000:]}"
+    """A failed command's exit code and output's ends; stdout's lines without their padding (the demo's summary
+    table pads to the terminal's width, and its first rows say what failed)."""
+    stdout = "\n".join(line.rstrip() for line in res.stdout.splitlines())
+    return f"exit {res.returncode}\n--- stdout\n{stdout[-8000:]}\n--- stderr\n{res.stderr[-3000:]}"
 
 
 def fresh_database(settings: Any, name: str, seed_reference: bool = False) -> Any:
