@@ -15,8 +15,15 @@ BIN = Path(sys.executable).parent
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+    """Runs `cmd` in the repo; prints the command's words that are not --set options and its wall time
+    (pytest shows it with a failure's output, or with -s / --durations' neighbours when profiling)."""
+    started = time.monotonic()
+    try:
+        return subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout)
+    finally:
+        words = [w for i, w in enumerate(cmd[1:]) if w != "--set" and (i == 0 or cmd[i] != "--set")]
+        print(f"[{time.monotonic() - started:6.1f}s] {Path(cmd[0]).name} {' '.join(words)}", flush=True)
 
 
 def lakehouse(*args: str, env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess[str]:
