@@ -202,7 +202,7 @@ def test_fraud_and_dispute_queries_match_postgres(gold_lakehouse: GoldLakehouse,
                                    "ORDER BY 1")]
     assert found == truth and len(bursts) >= 30
     # gold.agg_small_payments holds the payments up to 10 USD: a larger bound is refused, by name.
-    with pytest.raises(Exception, match="max_amount_usd 10.01 is over 10"):
+    with pytest.raises(Exception, match=r"max_amount_usd 10\.01 is over 10"):
         query(lake, "card_testing", "max_amount_usd=10.01")
 
 
