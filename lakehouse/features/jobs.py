@@ -101,12 +101,31 @@ def _differs(online: Any, offline: Any, tolerance: float) -> bool:
     return bool(online != offline)
 
 
+def compare_stores(spark: SparkSession, store: Any, keys: list[dict[str, Any]], at: dt.datetime,
+                   tolerance: float) -> list[tuple[dict[str, Any], dict[str, Any], list[str]]]:
+    """Per entity key set (`lakehouse.features.online.entity_keys`): its online values (Redis), its
+    point-in-time offline values as of `at`, and the features whose two values differ beyond `tolerance`
+    (relative)."""
+    from lakehouse.features.online import KEY_COLUMNS, online_features
+    from lakehouse.features.store import FEATURE_SERVICE
+
+    naive_at = at.astimezone(dt.UTC).replace(tzinfo=None)
+    entity_df = spark.createDataFrame([(*[k[c] for c in KEY_COLUMNS], naive_at) for k in keys],
+                                      [*KEY_COLUMNS, "event_timestamp"])
+    offline = [r.asDict() for r in historical_features(store, entity_df, FEATURE_SERVICE).collect()]
+    by_key = {tuple(r[c] for c in KEY_COLUMNS): r for r in offline}
+    out = []
+    for k, on in zip(keys, online_features(store, keys, [at] * len(keys)), strict=True):
+        off = by_key[tuple(k[c] for c in KEY_COLUMNS)]
+        out.append((on, off, [name for name, value in on.items() if _differs(value, off.get(name), tolerance)]))
+    return out
+
+
 def skew_check(spark: SparkSession, settings: Settings, store: Any, at: dt.datetime,
                sample: int | None = None) -> dict[str, Any]:
     """Online against offline for the entity keys of the `sample` latest payments, as of `at`: per
     feature, the values that differ beyond `features.skew_tolerance` (relative)."""
-    from lakehouse.features.online import KEY_COLUMNS, entity_keys, online_features
-    from lakehouse.features.store import FEATURE_SERVICE
+    from lakehouse.features.online import entity_keys
 
     n = sample or settings.features.skew_sample
     latest = [r.asDict() for r in (feature_payments(spark, settings).orderBy(F.col("created_at").desc())
@@ -114,23 +133,16 @@ def skew_check(spark: SparkSession, settings: Settings, store: Any, at: dt.datet
     if not latest:
         return {"entities": 0, "values": 0, "differing": 0, "by_feature": {}}
     keys = [entity_keys(p) for p in latest]
-    naive_at = at.astimezone(dt.UTC).replace(tzinfo=None)
-    entity_df = spark.createDataFrame([(*[k[c] for c in KEY_COLUMNS], naive_at) for k in keys],
-                                      [*KEY_COLUMNS, "event_timestamp"])
-    offline = [r.asDict() for r in historical_features(store, entity_df, FEATURE_SERVICE).collect()]
-    by_key = {tuple(r[c] for c in KEY_COLUMNS): r for r in offline}
-    online = online_features(store, keys, [at] * len(keys))
     differing: dict[str, int] = {}
     examples: list[str] = []
     values = 0
-    for k, on in zip(keys, online, strict=True):
-        off = by_key[tuple(k[c] for c in KEY_COLUMNS)]
-        for name, value in on.items():
-            values += 1
-            if _differs(value, off.get(name), settings.features.skew_tolerance):
-                differing[name] = differing.get(name, 0) + 1
-                if len(examples) < 5:
-                    examples.append(f"{name} for {k}: online {value!r}, offline {off.get(name)!r}")
+    for k, (on, off, names) in zip(keys, compare_stores(spark, store, keys, at, settings.features.skew_tolerance),
+                                   strict=True):
+        values += len(on)
+        for name in names:
+            differing[name] = differing.get(name, 0) + 1
+            if len(examples) < 5:
+                examples.append(f"{name} for {k}: online {on[name]!r}, offline {off.get(name)!r}")
     return {"entities": len(keys), "values": values, "differing": sum(differing.values()),
             "by_feature": differing, "examples": examples}
 

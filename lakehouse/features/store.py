@@ -138,7 +138,6 @@ def materialize(store: Any, end: dt.datetime, progress: Any = log.info) -> dict[
 
     timings: dict[str, float] = {}
     pushed = stream_view_names()
-    end = end if end.tzinfo else end.replace(tzinfo=dt.UTC)
     for view in feature_views():
         if view.name in pushed:
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ def run(cmd: list[str], env: dict[str, str] | None = None, timeout: int = 600) -
         return subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True,
                               timeout=timeout)
     finally:
-        words = [w for i, w in enumerate(cmd[1:]) if w != "--set" and (i == 0 or cmd[i] != "--set")]
+        words = [w for before, w in itertools.pairwise(cmd) if "--set" not in (before, w)]
         print(f"[{time.monotonic() - started:6.1f}s] {Path(cmd[0]).name} {' '.join(words)}", flush=True)
 
 

@@ -88,9 +88,9 @@ def test_a_first_materialization_to_a_past_end_serves_what_the_offline_store_see
     """A view's first materialization starts at `end` - TTL. (Feast's materialize_incremental starts it at
     now - TTL: a 1-hour view materialized to an `end` hours ago would load nothing, and the skew check as of
     the job's start missed the rows of the seconds the feature tables took to build.)"""
-    from lakehouse.features.jobs import _differs, historical_features
-    from lakehouse.features.online import KEY_COLUMNS, entity_keys, online_features
-    from lakehouse.features.store import FEATURE_SERVICE, apply_definitions, feature_store, materialize
+    from lakehouse.features.jobs import compare_stores
+    from lakehouse.features.online import entity_keys
+    from lakehouse.features.store import apply_definitions, feature_store, materialize
     from lakehouse.features.tables import PAYMENT_WINDOWS
 
     # the latest payment over 3 hours old: its customer has no later row before end, 1 second after it
@@ -104,16 +104,11 @@ def test_a_first_materialization_to_a_past_end_serves_what_the_offline_store_see
     apply_definitions(store)
     materialize(store, end, progress=print)
 
-    keys = entity_keys(row.asDict())
-    entity = spark.createDataFrame([(*[keys[c] for c in KEY_COLUMNS], end.replace(tzinfo=None))],
-                                   [*KEY_COLUMNS, "event_timestamp"])
-    [offline] = [r.asDict() for r in historical_features(store, entity, FEATURE_SERVICE).collect()]
-    [online] = online_features(store, [keys], [end])
+    [(online, offline, differing)] = compare_stores(spark, store, [entity_keys(row.asDict())], end,
+                                                    own.features.skew_tolerance)
     assert offline["cust_txn_1h"] == row["cust_txn_1h"] and online["cust_txn_1h"] == row["cust_txn_1h"]
     assert offline["card_txn_1h"] == row["card_txn_1h"] and online["card_txn_1h"] == row["card_txn_1h"]
-    differing = {name: (value, offline.get(name)) for name, value in online.items()
-                 if _differs(value, offline.get(name), own.features.skew_tolerance)}
-    assert differing == {}
+    assert differing == []
 
 
 # The customer's 24 h payments as of its latest payment strictly before the sampled one (Feast's row then),
@@ -273,6 +268,7 @@ def new_data(trained: MlState, spark: Any, gold_lakehouse: GoldLakehouse, tmp_pa
     import argparse
     import random
 
+    from lakehouse.features.store import feature_store, materialize
     from lakehouse.ml.streaming import stream_scoring_job
     from lakehouse.oltp.importer import import_file, parse_mapping
 
@@ -302,8 +298,6 @@ def new_data(trained: MlState, spark: Any, gold_lakehouse: GoldLakehouse, tmp_pa
     midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     if (midnight - now).total_seconds() < 120:
         time.sleep((midnight - now).total_seconds() + 1)
-    from lakehouse.features.store import feature_store, materialize
-
     materialize(feature_store(settings), dt.datetime.now(dt.UTC), progress=print)
     mark = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     gold_lakehouse.run("simulate", "--seed", "8", "--rate", "10", "--duration", "3")
